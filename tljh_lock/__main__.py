@@ -1,0 +1,5 @@
+import sys
+
+from tljh_lock.cli import main
+
+sys.exit(main())
