@@ -78,8 +78,11 @@ class Client:
         label = f"{what}: " if what else ""
         if url.startswith("file://"):
             path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-            if path.is_dir() and (path / "index.html").is_file():
-                path = path / "index.html"
+            if path.is_dir():
+                # A static folder cannot negotiate content: prefer the JSON form when asked.
+                wants_json = accept is not None and "json" in accept
+                use_json = wants_json and (path / "index.json").is_file()
+                path = path / ("index.json" if use_json else "index.html")
             try:
                 data = path.read_bytes()
             except OSError as exc:

@@ -62,6 +62,15 @@ class Component(Protocol):
 
     def summary(self) -> str: ...
 
+    def names(self) -> set[str]:
+        """Names `update --upgrade-package` may ask to move."""
+
+    def versions(self) -> dict[str, tuple[str, ...]]:
+        """Pinned versions by name, for `diff`."""
+
+    def files(self) -> list[Artifact]:
+        """Every artifact the lock records for this component, for `diff`."""
+
 
 def component_class(kind: str) -> type[Component]:
     return importlib.import_module(_KIND_MODULES[kind]).Component  # type: ignore[no-any-return]
@@ -70,11 +79,13 @@ def component_class(kind: str) -> type[Component]:
 @dataclass
 class Lock:
     targets: list[Target]
+    targets_hash: str  # hash of recipes/targets.toml, like a component's recipe-hash
     components: dict[str, Component]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "lock-version": LOCK_VERSION,
+            "targets-hash": self.targets_hash,
             "targets": [target.to_dict() for target in sorted(self.targets)],
             "components": {
                 name: {"kind": comp.kind, **comp.to_dict()}
@@ -94,6 +105,22 @@ class Lock:
         return [t for t in self.targets if arch is None or t.arch == arch]
 
 
+def parse_targets(table: Table, key: str, optional: bool = False) -> list[Target]:
+    targets = []
+    for item in table.tables(key, optional=optional):
+        arch = item.str("arch")
+        if arch not in ARCHES:
+            item.fail(f"unknown arch {arch!r} (expected one of {', '.join(ARCHES)})", "arch")
+        python = item.version("python")
+        glibc = item.str("glibc")
+        if not all(part.isdigit() for part in glibc.split(".")) or glibc.count(".") != 1:
+            item.fail(f"{glibc!r} is not a glibc version like 2.31", "glibc")
+        targets.append(Target(item.str("name"), python, glibc, arch))
+    if not targets and not optional:
+        table.fail("no targets", key)
+    return targets
+
+
 def parse(text: str, source: str) -> Lock:
     root = Table(tomlio.loads(text, source), "", source)
     version = root.int("lock-version")
@@ -102,14 +129,7 @@ def parse(text: str, source: str) -> Lock:
             f"lock-version {version} is not supported (this tljh-lock reads {LOCK_VERSION})",
             "lock-version",
         )
-    targets = []
-    for table in root.tables("targets"):
-        arch = table.str("arch")
-        if arch not in ARCHES:
-            table.fail(f"unknown arch {arch!r} (expected one of {', '.join(ARCHES)})", "arch")
-        targets.append(Target(table.str("name"), table.str("python"), table.str("glibc"), arch))
-    if not targets:
-        root.fail("no targets", "targets")
+    targets = parse_targets(root, "targets")
     components: dict[str, Component] = {}
     comps = root.table("components")
     assert comps is not None
@@ -120,7 +140,7 @@ def parse(text: str, source: str) -> Lock:
         if kind not in _KIND_MODULES:
             table.fail(f"unknown component kind {kind!r}", "kind")
         components[name] = component_class(kind).from_table(table)
-    return Lock(targets=targets, components=components)
+    return Lock(targets=targets, targets_hash=root.str("targets-hash"), components=components)
 
 
 def load(path: Path) -> Lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from packaging.markers import Marker
@@ -11,7 +11,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from tljh_lock.lockfile import Artifact
+from tljh_lock.lockfile import Artifact, parse_targets
 from tljh_lock.schema import Table
 from tljh_lock.targets import Target
 
@@ -122,7 +122,7 @@ class Package:
 
     def wheel_for(self, target: Target) -> Artifact | None:
         """The wheel pip would pick on `target`: the one whose best tag ranks highest."""
-        rank = {tag: index for index, tag in enumerate(target.supported_tags())}
+        rank = {tag: index for index, tag in enumerate(target.supported_tags())}  # pip's order
         best: tuple[int, Artifact] | None = None
         for wheel in self.wheels:
             tags: frozenset[Tag] = parse_wheel_filename(wheel.name)[3]
@@ -147,7 +147,8 @@ class Component:
     sources: tuple[Source, ...] = ()
     packages: tuple[Package, ...] = ()
     build_packages: tuple[Package, ...] = ()
-    python: tuple[str, ...] = field(default_factory=tuple)  # target python X.Y restriction
+    # Own targets, for an environment whose python is not the system's (the user env).
+    targets: tuple[Target, ...] = ()
 
     @classmethod
     def from_table(cls, table: Table) -> Component:
@@ -161,7 +162,7 @@ class Component:
             build_packages=tuple(
                 Package.from_table(t) for t in table.tables("build-packages", optional=True)
             ),
-            python=tuple(table.strings("python", optional=True)),
+            targets=tuple(parse_targets(table, "targets", optional=True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,8 +171,8 @@ class Component:
             "recipe-hash": self.recipe_hash,
             "index": self.index,
         }
-        if self.python:
-            data["python"] = list(self.python)
+        if self.targets:
+            data["targets"] = [target.to_dict() for target in self.targets]
         data["roots"] = list(self.roots)
         if self.sources:
             data["sources"] = [source.to_dict() for source in self.sources]
@@ -181,9 +182,7 @@ class Component:
         return data
 
     def applicable_targets(self, targets: list[Target]) -> list[Target]:
-        if not self.python:
-            return list(targets)
-        return [t for t in targets if "{}.{}".format(*t.python_minor) in self.python]
+        return list(self.targets or targets)
 
     def artifacts(self, targets: list[Target], arch: str | None = None) -> list[Artifact]:
         chosen = [t for t in self.applicable_targets(targets) if arch is None or t.arch == arch]
@@ -195,6 +194,22 @@ class Component:
                     if artifact:
                         found.add(artifact)
         return sorted(found)
+
+    def names(self) -> set[str]:
+        return {p.name for p in (*self.packages, *self.build_packages)} | {
+            s.name for s in self.sources}
+
+    def versions(self) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        for package in self.packages:
+            found.setdefault(package.name, []).append(package.version)
+        for source in self.sources:
+            found.setdefault(source.name, []).append(f"{source.version}@{source.commit[:12]}")
+        return {name: tuple(sorted(set(v))) for name, v in found.items()}
+
+    def files(self) -> list[Artifact]:
+        return sorted({f for p in (*self.packages, *self.build_packages)
+                       for f in (*p.wheels, *([p.sdist] if p.sdist else []))})
 
     def summary(self) -> str:
         files = sum(len(p.wheels) + (1 if p.sdist else 0) for p in self.packages)

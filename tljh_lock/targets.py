@@ -6,6 +6,7 @@ requirements apply (environment markers) and which wheels install (compatibility
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +76,16 @@ class Target:
             *compatible_tags(version, interpreter="cp{}{}".format(*version), platforms=platforms),
         ]
 
+    def tag_set(self) -> frozenset[Tag]:
+        return _tag_set(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "python": self.python, "glibc": self.glibc, "arch": self.arch}
+
+
+@functools.cache
+def _tag_set(target: Target) -> frozenset[Tag]:
+    return frozenset(target.supported_tags())
 
 
 def default_targets() -> list[Target]:
