@@ -280,13 +280,20 @@ def _strip_comment(line: str) -> str:
     return line
 
 
+class _TomlBooleans(ast.NodeTransformer):
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in ("true", "false"):
+            return ast.copy_location(ast.Constant(node.id == "true"), node)
+        return node
+
+
 def _toml_value(text: str) -> Any:
     text = text.strip()
-    if text in ("true", "false"):
-        return text == "true"
     if text.startswith("{"):
         raise ValueError(f"fixture_backend: inline tables are not supported: {text!r}")
-    return ast.literal_eval(text)
+    # Strings, numbers and arrays read like Python literals once true/false are mapped.
+    tree = _TomlBooleans().visit(ast.parse(text, mode="eval"))
+    return ast.literal_eval(tree)
 
 
 def _split_dotted(key: str) -> list[str]:
