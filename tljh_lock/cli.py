@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tljh_lock import __version__, lockfile, mirrors
 from tljh_lock.errors import EXIT_FAILURE, EXIT_OK, TljhLockError
+from tljh_lock.export import FORMATS as export_formats
 
 DEFAULT_LOCK = Path("locks/tljh.lock.toml")
 DEFAULT_RECIPES = Path("recipes")
@@ -97,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "own tools read.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_lock(p)
-    p.add_argument("--format", choices=("pylock",), required=True)
-    p.add_argument("--component", default="hub", help="pip component to export (default: hub)")
+    p.add_argument("--format", choices=sorted(export_formats), required=True)
+    p.add_argument("--component", help="component to export, for formats that take one "
+                   "(pylock: default hub)")
     p.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
     return parser
 

@@ -71,6 +71,9 @@ class Component(Protocol):
     def files(self) -> list[Artifact]:
         """Every artifact the lock records for this component, for `diff`."""
 
+    # Kinds other than pip also define `prove(targets) -> list[str]`: the problems `check`
+    # reports (an empty list when every target has what it needs).
+
 
 def component_class(kind: str) -> type[Component]:
     return importlib.import_module(_KIND_MODULES[kind]).Component  # type: ignore[no-any-return]

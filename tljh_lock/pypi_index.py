@@ -61,11 +61,16 @@ def project_files(client: Client, index: str, name: str) -> list[IndexFile]:
         filename = entry["filename"]
         try:
             if filename.endswith(".whl"):
-                version, is_wheel = parse_wheel_filename(filename)[1], True
+                file_name, version = parse_wheel_filename(filename)[:2]
+                is_wheel = True
             else:
-                version, is_wheel = parse_sdist_filename(filename)[1], False
+                file_name, version = parse_sdist_filename(filename)
+                is_wheel = False
         except (InvalidWheelFilename, InvalidSdistFilename):
             continue  # eggs, .exe installers and other files no installer here picks
+        if file_name != canonicalize_name(name):
+            # e.g. "cffi-1.0.2-2.tar.gz" parses as project "cffi-1-0-2", version 2
+            continue
         sha256 = entry.get("hashes", {}).get("sha256")
         size = entry.get("size")
         if not sha256 or not isinstance(size, int):
