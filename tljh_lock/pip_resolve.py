@@ -223,5 +223,6 @@ def collect_one(recipe: PipRecipe, pin: Pin, targets: list[Target], client: Clie
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str]) -> Component:
+                   previous: Component | None, upgrade: Iterable[str],
+                   resolved: dict[str, object]) -> Component:
     return resolve(PipRecipe.from_recipe(recipe), targets, client, previous, upgrade)

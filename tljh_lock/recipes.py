@@ -27,6 +27,7 @@ class Recipe:
     file: str  # relative to the recipe directory, as recorded in the lock
     hash: str
     table: Table
+    after: tuple[str, ...]  # components this recipe takes pins from
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def load(directory: Path) -> RecipeSet:
         recipes[path.stem] = Recipe(
             name=path.stem, kind=table.str("kind"), file=path.name,
             hash=file_hash(path.read_bytes()), table=table,
+            after=tuple(table.strings("after", optional=True)),
         )
     if not recipes:
         raise InputError(f"{directory}: no recipes (*.toml besides {TARGETS_FILE})")

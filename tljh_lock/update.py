@@ -17,18 +17,23 @@ from tljh_lock.http import Client
 from tljh_lock.lockfile import Component, Lock
 from tljh_lock.recipes import Recipe
 
-# recipe kind -> module with `resolve_recipe(recipe, targets, client, previous, upgrade)`
+# recipe kind -> module with
+# `resolve_recipe(recipe, targets, client, previous, upgrade, resolved) -> Component`, where
+# `resolved` holds the components already resolved or kept, for recipes that pin themselves
+# to another component (a recipe lists those in `after = [...]`).
 _RESOLVERS = {"pip": "tljh_lock.pip_resolve"}
 
 
 def resolve_component(recipe: Recipe, lock_targets: list, client: Client,
-                      previous: Component | None, upgrade: set[str]) -> Component:
+                      previous: Component | None, upgrade: set[str],
+                      resolved: dict[str, Component]) -> Component:
     if recipe.kind not in _RESOLVERS:
         recipe.table.fail(f"unknown kind {recipe.kind!r} (known: {', '.join(_RESOLVERS)})", "kind")
     module = importlib.import_module(_RESOLVERS[recipe.kind])
     if previous is not None and previous.kind != recipe.kind:
         previous = None
-    return module.resolve_recipe(recipe, lock_targets, client, previous, upgrade)  # type: ignore[no-any-return]
+    return module.resolve_recipe(  # type: ignore[no-any-return]
+        recipe, lock_targets, client, previous, upgrade, resolved)
 
 
 def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[str] = ()
@@ -44,7 +49,8 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
             raise InputError(f"--upgrade-package: {', '.join(unknown)} is not in {lock_path}")
     components: dict[str, Component] = {}
     resolved = []
-    for name, recipe in sorted(recipe_set.recipes.items()):
+    for name in resolution_order(recipe_set.recipes):
+        recipe = recipe_set.recipes[name]
         old = previous.components.get(name) if previous else None
         unchanged = (
             old is not None
@@ -52,17 +58,40 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
             and old.recipe_hash == recipe.hash
             and previous.targets_hash == recipe_set.targets_hash
             and not (wanted & (old.names() | {name}))
+            and not any(dep in resolved for dep in recipe.after)
         )
         if unchanged:
             assert old is not None
             components[name] = old
             continue
         components[name] = resolve_component(recipe, recipe_set.targets, client, old,
-                                             wanted - {name})
+                                             wanted - {name}, components)
         resolved.append(name)
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
     write_atomically(lock_path, lock.dumps())
     return lock, resolved
+
+
+def resolution_order(recipes: dict[str, Recipe]) -> list[str]:
+    """Names sorted, except that a recipe comes after the ones it lists in `after`."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise InputError(f"recipes/{recipes[name].file}: `after` forms a cycle")
+        visiting.add(name)
+        for dep in recipes[name].after:
+            if dep not in recipes:
+                recipes[name].table.fail(f"names no recipe {dep!r}", "after")
+            visit(dep)
+        order.append(name)
+
+    for name in sorted(recipes):
+        visit(name)
+    return order
 
 
 def write_atomically(path: Path, text: str) -> None:
