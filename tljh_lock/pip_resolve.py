@@ -145,6 +145,7 @@ def compile_pins(
         ))
         argv = [
             uv_binary(), "pip", "compile", "--no-config", "--universal", "--quiet",
+            "--no-python-downloads",
             "--python-version", "{}.{}".format(*lowest),
             "--index-url", client.mirrors.to_mirror(recipe.index),
             "--no-header", "--no-annotate", "--no-strip-markers",
