@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh Debian machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# This machine's (and many machines') pip configuration leaks into installs: ignore it.
+PIP_ENV := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT \
+	PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: demo test test-online test-slow bench lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "python3-venv is missing; installing it (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP_ENV) $(BIN)/pip install -q --upgrade pip
+	$(PIP_ENV) $(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m tests.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check tljh_lock tests
+	$(BIN)/python -m pytest
+
+# Against the real PyPI and npm registry (reachable from CI); not part of `make test`.
+test-online: $(STAMP)
+	$(BIN)/python -m pytest -m online -o addopts=""
+
+# End-to-end on a booted Debian system; needs root, debootstrap and systemd-nspawn.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -o addopts=""
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check tljh_lock tests
+
+clean:
+	rm -rf build $(VENV)

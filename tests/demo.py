@@ -1,0 +1,45 @@
+"""`make demo`: the main job on an embedded default, with every output under build/demo/.
+
+A fixture upstream (tests/upstream) stands in for PyPI and GitHub on 127.0.0.1; the demo
+recipe set (tests/recipes) points at their canonical URLs and a mirror map sends the fetches
+to the fixture. recipes -> lock -> check, printing a summary of the lock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.upstream import FixtureUpstream, generate_hub_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "build" / "demo"
+RECIPES = REPO / "tests" / "recipes"
+
+
+def tljh_lock(*args: str | Path) -> None:
+    argv = [sys.executable, "-m", "tljh_lock", *map(str, args)]
+    print("$ tljh-lock " + " ".join(str(a) for a in args[:1]) + " ...", flush=True)
+    subprocess.run(argv, check=True, cwd=REPO)
+
+
+def main() -> int:
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    upstream = OUT / "upstream"
+    generate_hub_scenario(upstream)
+    lock = OUT / "tljh.lock.toml"
+    with FixtureUpstream(upstream) as server:
+        mirrors = OUT / "mirrors.toml"
+        mirrors.write_text("[mirrors]\n" + "".join(
+            f'"{canonical}" = "{mirror}"\n' for canonical, mirror in server.mirror_map().items()))
+        tljh_lock("update", "--recipes", RECIPES, "--lock", lock, "--mirror-config", mirrors)
+        tljh_lock("check", "--recipes", RECIPES, "--lock", lock)
+    print(f"\nDemo outputs are in {OUT.relative_to(REPO)}/ (lock: {lock.relative_to(REPO)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
