@@ -34,6 +34,8 @@ def system_ssl_context() -> ssl.SSLContext:
 def retry_policy() -> urllib3.Retry:
     return urllib3.Retry(
         total=5,
+        # A host that does not resolve or refuses is a "no", not a hiccup: retry it once only.
+        connect=1,
         backoff_factor=0.5,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=("GET", "HEAD"),

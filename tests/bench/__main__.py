@@ -1,0 +1,19 @@
+"""`make bench`: every benchmark, each against its anchors in the same run."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+
+from tests.bench import bench_update
+
+
+def main() -> None:
+    print(f"# benchmarks on {platform.node()}: {subprocess.getoutput('nproc')} cores, "
+          f"python {platform.python_version()}\n")
+    print("## update: the real hub recipe against the real PyPI, cold caches\n")
+    print(bench_update.report(bench_update.main()))
+
+
+if __name__ == "__main__":
+    main()
