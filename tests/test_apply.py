@@ -1,0 +1,360 @@
+"""The applier, offline, into a temporary --root: a small hub lock (the fixture upstream's
+wheels, a TLJH-like source built into a wheel, the system's own pip wheel as the installer),
+a fake traefik and a fake Node.js release."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.upstream import generate_hub_scenario
+from tests.upstream.artifacts import build_wheel
+from tljh_lock import lockfile, pip_lock, release_lock
+from tljh_lock.apply import engine
+from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.source import ArtifactSource
+from tljh_lock.apply.unpack import unpack_tree
+from tljh_lock.errors import IntegrityError, TljhLockError
+from tljh_lock.lockfile import Artifact, Lock
+from tljh_lock.targets import Target
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+PIP_WHEEL = next(Path("/usr/share/python-wheels").glob("pip-*-py3-none-any.whl"), None)
+NEEDS = [SYSTEM_PYTHON, "/usr/sbin/visudo", "/usr/sbin/groupadd", "/usr/bin/systemctl"]
+pytestmark = pytest.mark.skipif(
+    PIP_WHEEL is None or not all(Path(p).exists() for p in NEEDS),
+    reason="needs Debian's python3, its pip wheel (python3-pip-whl), sudo, passwd and systemd",
+)
+PYPI_FILES = "https://files.pythonhosted.org/packages/fx/"
+
+
+def _system_target() -> Target:
+    out = subprocess.run([SYSTEM_PYTHON, "-c", "import platform; print(platform.python_version(),"
+                          " platform.machine(), platform.libc_ver()[1])"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return Target("this-system", out[0], ".".join(out[2].split(".")[:2]), out[1])
+
+
+def _tar(path: Path, members: dict[str, bytes | str], modes: dict[str, int]) -> Path:
+    """A tarball of files (bytes) and symlinks (str: the link target)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(data, str):
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), modes.get(name, 0o644)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@dataclass
+class Fixture:
+    store: Path
+    built: dict[str, Artifact]
+    sources: dict[str, str]
+    locks: dict[str, Path]  # "old" (fx-hub 1.0.0), "new" (fx-hub 1.1.0)
+    target: Target
+
+    def source(self, store: Path | None = None) -> ArtifactSource:
+        return ArtifactSource(store or self.store, self.built, self.sources)
+
+
+def _add(store: Path, path: Path, url: str) -> Artifact:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    (store / "sha256").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, store / "sha256" / digest)
+    return Artifact(path.name, url + path.name, len(data), digest)
+
+
+@pytest.fixture(scope="session")
+def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+    assert PIP_WHEEL is not None
+    base = tmp_path_factory.mktemp("apply-fixture")
+    upstream = base / "upstream"
+    facts = generate_hub_scenario(upstream)
+    store = base / "store"
+    target = _system_target()
+
+    def published(name: str) -> Artifact:
+        url = facts["files"][name]["url"]
+        return _add(store, upstream / url[len("https://"):], url.rsplit("/", 1)[0] + "/")
+
+    def package(name: str, version: str, *files: str, sdist: str | None = None,
+                marker: str | None = None) -> pip_lock.Package:
+        return pip_lock.Package(name, version, marker=marker,
+                                wheels=tuple(published(f) for f in files),
+                                sdist=published(sdist) if sdist else None)
+
+    speedups = next(n for n in facts["files"] if "speedups" in n and target.arch in n)
+    common = [
+        package("fx-web", "1.1", "fx_web-1.1-py3-none-any.whl"),
+        package("fx-backport", "1.0", "fx_backport-1.0-py3-none-any.whl",
+                marker='python_full_version < "3.11"'),
+        package("fx-speedups", "2.0", speedups),
+        package("fx-auth", "1.0", "fx_auth-1.0-py3-none-any.whl"),
+        package("fx-otp", "1.0.1", sdist="fx_otp-1.0.1.tar.gz"),
+        pip_lock.Package("pip", PIP_WHEEL.name.split("-")[1],
+                         wheels=(_add(store, PIP_WHEEL, PYPI_FILES),)),
+    ]
+    tljh = facts["tljh"]
+    source = pip_lock.Source(tljh["name"], tljh["version"], tljh["archive_url"], tljh["commit"],
+                             tljh["tree_hash"], tuple(tljh["dependencies"]), ("fixture-backend",))
+    # What `bundle` builds from the sdist and the source pin.
+    wheels = base / "built"
+    otp = next(p for p in common if p.name == "fx-otp")
+    assert otp.sdist is not None
+    built = {
+        otp.sdist.sha256: _add(store, build_wheel(wheels, "fx-otp", "1.0.1",
+                                                  requires_dist=("fx-web",)), "built:"),
+        tljh["sha256"]: _add(store, build_wheel(
+            wheels, "the-littlest-jupyterhub", "2.0.0", requires_dist=("fx-web>=1", "fx-auth"),
+            files={"tljh/__init__.py": '__version__ = "2.0.0"\n',
+                   "tljh/config.py": "def main():\n    print('tljh-config (fixture)')\n"},
+            entry_points={"console_scripts": {"tljh-config": "tljh.config:main"}}), "built:"),
+    }
+    traefik = _add(store, _tar(base / "traefik_v3.6.5_linux_amd64.tar.gz",
+                               {"traefik": b"#!/bin/sh\necho traefik 3.6.5\n", "LICENSE.md": b""},
+                               {"traefik": 0o755}),
+                   "https://github.com/traefik/traefik/releases/download/v3.6.5/")
+    top = "node-v22.12.0-linux-x64"
+    node = _add(store, _tar(base / f"{top}.tar.gz", {
+        f"{top}/bin/node": b"#!/bin/sh\necho v22.12.0\n",
+        f"{top}/lib/node_modules/npm/bin/npm-cli.js": b"// npm\n",
+        f"{top}/bin/npm": "../lib/node_modules/npm/bin/npm-cli.js",
+    }, {f"{top}/bin/node": 0o755}), "https://nodejs.org/dist/v22.12.0/")
+
+    def release(name: str, version: str, artifact: Artifact,
+                **extra: str) -> release_lock.Component:
+        upstream_kind = "nodejs" if name == "nodejs" else "github"
+        return release_lock.Component(
+            recipe=f"recipes/{name}.toml", recipe_hash="sha256:" + "0" * 64,
+            upstream=upstream_kind,
+            source="https://nodejs.org/dist/" if name == "nodejs" else f"{name}/{name}",
+            version=version, arch_files=(release_lock.ReleaseFile(
+                target.arch, artifact, extra.get("top_dir")),),
+            tag=None if name == "nodejs" else f"v{version}", binary=extra.get("binary"))
+
+    locks = {}
+    for label, hub_version in (("old", "1.0.0"), ("new", "1.1.0")):
+        hub_wheel = f"fx_hub-{hub_version}-py3-none-any.whl"
+        hub = pip_lock.Component(
+            recipe="recipes/hub.toml", recipe_hash="sha256:" + "1" * 64,
+            index="https://pypi.org/simple/", roots=("fx-hub", "fx-auth", "pip"),
+            sources=(source,),
+            packages=(package("fx-hub", hub_version, hub_wheel), *common))
+        lock = Lock([target], "sha256:" + "2" * 64, {
+            "hub": hub,
+            "traefik": release("traefik", "3.6.5", traefik, binary="traefik"),
+            "nodejs": release("nodejs", "22.12.0", node, top_dir=top),
+        })
+        locks[label] = base / f"{label}.lock.toml"
+        locks[label].write_text(lock.dumps())
+        lockfile.load(locks[label])  # what apply reads must parse
+    sources = {f"{source.name}-{source.commit}": tljh["sha256"]}
+    return Fixture(store, built, sources, locks, target)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A server's root with the files groupadd edits and a stand-in for the system python
+    (which the venv links to and `systemd-analyze verify --root` looks for)."""
+    root = tmp_path / "root"
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    (etc / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (etc / "gshadow").write_text("root:*::\nnogroup:*::\n")
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n")
+    for name in ("gshadow", "shadow"):
+        (etc / name).chmod(0o640)
+    bindir = root / "usr" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "python3").write_text("#!/bin/sh\n")
+    (bindir / "python3").chmod(0o755)
+    return root
+
+
+def apply(fixture: Fixture, root: Path, label: str = "old", **options: object) -> engine.Outcome:
+    return engine.apply(Layout(root), fixture.locks[label], options.pop("source", None)
+                        or fixture.source(), SYSTEM_PYTHON, **options)  # type: ignore[arg-type]
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, str]]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            found[rel] = ("link", os.readlink(path))
+        elif path.is_file():
+            found[rel] = (oct(path.stat().st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            found[rel] = ("dir", oct(path.stat().st_mode))
+    return found
+
+
+def test_full_apply_then_noop(fixture: Fixture, root: Path) -> None:
+    first = apply(fixture, root)
+    assert first.generation == 1 and "hub" in first.ran and "node" in first.ran
+    layout = Layout(root)
+    hub = root / "opt/tljh/hub"
+    assert hub.is_symlink() and os.readlink(hub).startswith("hub.")
+    # TLJH's console script, from the wheel built out of the source pin, through the link
+    link = root / "usr/bin/tljh-config"
+    assert os.readlink(link) == "/opt/tljh/hub/bin/tljh-config"
+    out = subprocess.run([hub / "bin/tljh-config"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "tljh-config (fixture)"
+    listed = subprocess.run([hub / "bin/python3", "-m", "pip", "list", "--format=freeze"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert {"fx-hub==1.0.0", "fx-otp==1.0.1", "the-littlest-jupyterhub==2.0.0",
+            "fx-speedups==2.0"} <= set(listed)
+    assert not any(line.startswith("fx-backport") for line in listed)  # marker: python < 3.11
+    assert (hub / "bin/traefik").read_bytes().startswith(b"#!/bin/sh\necho traefik")
+    assert (root / "opt/tljh/node/bin/npm").resolve() == (
+        root / "opt/tljh/node/lib/node_modules/npm/bin/npm-cli.js").resolve()
+    groups = (root / "etc/group").read_text()
+    assert "\njupyterhub-users:" in groups and "\njupyterhub-admins:" in groups
+    sudoers = root / "etc/sudoers.d/jupyterhub-admins"
+    assert sudoers.stat().st_mode & 0o777 == 0o440
+    assert "%jupyterhub-admins ALL = (ALL) NOPASSWD: ALL" in sudoers.read_text()
+    subprocess.run(["/usr/sbin/visudo", "-cs", "-f", sudoers], check=True, capture_output=True)
+    token = root / "opt/tljh/state/proxy.env"
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert token.read_text().startswith("CONFIGPROXY_AUTH_TOKEN=")
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert {p.name for p in wants.iterdir()} == {
+        "jupyterhub.service", "configurable-http-proxy.service", "traefik.service"}
+    assert engine.verify(layout) == []
+    status = engine.status(layout)
+    assert status["current"]["number"] == 1
+    assert status["current"]["lock-sha256"] == hashlib.sha256(
+        fixture.locks["old"].read_bytes()).hexdigest()
+
+    before = snapshot(root)
+    started = time.monotonic()
+    second = apply(fixture, root)
+    assert time.monotonic() - started < 1.0
+    assert second.ran == [] and second.generation == 1
+    after = snapshot(root)
+    # only the state file is rewritten (same contents: nothing recorded changed)
+    assert after == before
+
+
+def test_units_pass_systemd_analyze_verify(fixture: Fixture, root: Path) -> None:
+    # the targets and slices the units are ordered against, as a server has them
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    apply(fixture, root)
+    units = root / "etc/systemd/system"
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}",
+         *(f"/etc/systemd/system/{u}" for u in ("jupyterhub.service", "traefik.service",
+                                                "configurable-http-proxy.service"))],
+        capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    # and it does catch a unit it cannot run
+    (units / "traefik.service").write_text(
+        (units / "traefik.service").read_text().replace("/bin/traefik", "/bin/nothere"))
+    result = subprocess.run(["systemd-analyze", "verify", f"--root={root}",
+                             "/etc/systemd/system/traefik.service"], capture_output=True, text=True)
+    assert "nothere" in result.stderr
+
+
+def test_dry_run_changes_nothing(fixture: Fixture, root: Path) -> None:
+    before = snapshot(root)
+    outcome = apply(fixture, root, dry_run=True)
+    assert snapshot(root) == before
+    steps = {s.id: s for s in outcome.plan.steps}
+    assert all(not s.done for s in outcome.plan.steps if not s.id.startswith("group"))
+    unit = steps["file:/etc/systemd/system/jupyterhub.service"]
+    apply(fixture, root)
+    installed = root / "etc/systemd/system/jupyterhub.service"
+    assert hashlib.sha256(installed.read_bytes()).hexdigest() in unit.summary
+    # a dry run after the apply plans nothing
+    assert apply(fixture, root, dry_run=True).plan.pending == []
+
+
+def test_verify_reports_an_edited_unit_and_apply_repairs_it(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root)
+    unit = root / "etc/systemd/system/jupyterhub.service"
+    unit.write_text(unit.read_text().replace("Restart=always", "Restart=no"))
+    (root / "opt/tljh/hub/bin/traefik").write_bytes(b"#!/bin/sh\necho evil\n")
+    problems = engine.verify(Layout(root))
+    assert any(p.startswith("/etc/systemd/system/jupyterhub.service: sha256") for p in problems)
+    assert any("contents changed" in p and "/opt/tljh/hub." in p for p in problems)
+    repaired = apply(fixture, root)
+    assert repaired.ran == ["file:/etc/systemd/system/jupyterhub.service"]
+    assert "Restart=always" in unit.read_text()
+
+
+def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Path,
+                                                      tmp_path: Path) -> None:
+    apply(fixture, root, "old")
+    hub_before = os.readlink(root / "opt/tljh/hub")
+    # a store whose fx-hub 1.1.0 wheel is corrupted
+    store = tmp_path / "corrupt-store"
+    shutil.copytree(fixture.store, store)
+    new_wheel = next(a for c in [lockfile.load(fixture.locks["new"]).components["hub"]]
+                     for p in c.packages if p.name == "fx-hub" for a in p.wheels)
+    (store / "sha256" / new_wheel.sha256).write_bytes(b"not a wheel")
+    with pytest.raises(IntegrityError, match="fx_hub-1.1.0"):
+        apply(fixture, root, "new", source=fixture.source(store))
+    assert os.readlink(root / "opt/tljh/hub") == hub_before
+    assert engine.status(Layout(root))["current"]["number"] == 1
+    assert engine.verify(Layout(root)) == []
+    # a re-run with good artifacts completes it
+    outcome = apply(fixture, root, "new")
+    assert outcome.generation == 2
+    assert os.readlink(root / "opt/tljh/hub") != hub_before
+    assert engine.verify(Layout(root)) == []
+
+
+def test_downgrade_refused_and_rollback(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root, "old")
+    old_hub = os.readlink(root / "opt/tljh/hub")
+    apply(fixture, root, "new")
+    new_hub = os.readlink(root / "opt/tljh/hub")
+    with pytest.raises(TljhLockError, match="older than the one applied.*generation 1"):
+        apply(fixture, root, "old")
+    assert os.readlink(root / "opt/tljh/hub") == new_hub
+    previous = engine.rollback(Layout(root))
+    assert previous.number == 1
+    assert os.readlink(root / "opt/tljh/hub") == old_hub
+    assert engine.verify(Layout(root)) == []
+    with pytest.raises(TljhLockError, match="first one"):
+        engine.rollback(Layout(root))
+    # forward again, and back explicitly with --allow-downgrade
+    assert apply(fixture, root, "new").generation == 3
+    assert apply(fixture, root, "old", allow_downgrade=True).generation == 4
+    assert os.readlink(root / "opt/tljh/hub") == old_hub  # reused, not rebuilt
+
+
+def test_concurrent_apply_refuses(fixture: Fixture, root: Path) -> None:
+    state = root / "opt/tljh/state"
+    state.mkdir(parents=True)
+    with open(state / "apply.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(TljhLockError, match="another tljh-lock apply is running"):
+            apply(fixture, root)
+    assert not (root / "opt/tljh/hub").exists()
+
+
+def test_unpack_refuses_links_out(tmp_path: Path) -> None:
+    evil = _tar(tmp_path / "evil.tar.gz", {"top/d/a": "..", "top/d/a/b": "../../etc"}, {})
+    with pytest.raises(IntegrityError, match="below a symlink"):
+        unpack_tree(evil, tmp_path / "out", "top", "evil")
+    out = _tar(tmp_path / "out.tar.gz", {"top/l": "../../etc"}, {})
+    with pytest.raises(IntegrityError, match="links outside"):
+        unpack_tree(out, tmp_path / "out2", "top", "evil")

@@ -1,0 +1,236 @@
+"""apply, rollback, verify and status: the plan executed under the apply lock, with the state
+recorded after every step, so that an interrupted run resumes where it stopped."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tljh_lock import lockfile
+from tljh_lock.apply import layout as L
+from tljh_lock.apply import state as S
+from tljh_lock.apply import system_files
+from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.plan import Plan, downgrade_reasons, plan_apply, system_steps
+from tljh_lock.apply.source import ArtifactSource, BundleSource, file_sha256
+from tljh_lock.apply.state import Generation, State
+from tljh_lock.apply.steps import MARKER, Context, FileStep, Step
+from tljh_lock.apply.tree import directory_hash
+from tljh_lock.apply.venv import probe
+from tljh_lock.errors import TljhLockError
+
+KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
+RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    ran: list[str] = field(default_factory=list)
+    generation: int | None = None
+    restarted: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lock-sha256": self.plan.lock_sha256, "generation": self.generation,
+                "ran": self.ran, "restarted": self.restarted, "seconds": round(self.seconds, 3),
+                "steps": [step.describe() for step in self.plan.steps]}
+
+
+def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python: str, *,
+          dry_run: bool = False, allow_downgrade: bool = False,
+          log: Log = lambda _: None) -> Outcome:
+    """Apply the lock at `lock_path`, or with none, the lock of the bundle `source`."""
+    started = time.monotonic()
+    if lock_path is None:
+        assert isinstance(source, BundleSource)
+        lock_path = _bundle_lock(layout, source)
+    lock_bytes = lock_path.read_bytes()
+    lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
+    lock = lockfile.parse(lock_bytes.decode("utf-8"), str(lock_path))
+    interpreter = probe(python)
+    if dry_run:  # no lock taken: taking it would create the state directory
+        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
+        _refuse_downgrade(plan, S.load(layout.state_dir), allow_downgrade)
+        return Outcome(plan, seconds=time.monotonic() - started)
+    with S.exclusive(layout.state_dir):
+        state = S.load(layout.state_dir)
+        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
+        _refuse_downgrade(plan, state, allow_downgrade)
+        outcome = Outcome(plan)
+        ctx = Context(layout, source, log)
+        _execute(plan.steps, ctx, state, outcome)
+        outcome.generation = _commit(layout, state, plan, lock_bytes, ctx)
+        outcome.restarted = _restart(layout, plan.steps, outcome.ran)
+        _collect_garbage(layout, state)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _bundle_lock(layout: Layout, source: BundleSource) -> Path:
+    """The bundle's lock: the copy kept in the state when this lock was applied before (so that
+    a no-op re-run reads only the bundle's manifest), else unpacked from the bundle."""
+    for generation in reversed(S.load(layout.state_dir).generations):
+        copy = S.lock_copy(layout.state_dir, generation.number)
+        if generation.lock_sha256 == source.lock_sha256 and copy.exists() \
+                and file_sha256(copy) == source.lock_sha256:
+            return copy
+    return source.lock_file()
+
+
+def _refuse_downgrade(plan: Plan, state: State, allow_downgrade: bool) -> None:
+    reasons = downgrade_reasons(plan, state)
+    if reasons and not allow_downgrade:
+        raise TljhLockError(
+            "this lock is older than the one applied: " + "; ".join(reasons),
+            hint="use `tljh-lock rollback` to return to the previous generation, or pass "
+                 "--allow-downgrade if going back is intended",
+        )
+
+
+def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) -> None:
+    for step in steps:
+        if step.done:
+            continue
+        ctx.log(f"{step.id}: {step.summary}")
+        step.execute(ctx)
+        state.steps[step.id] = step.key
+        state.trees.update(ctx.trees)
+        if isinstance(step, FileStep):
+            assert step.file is not None
+            state.files[step.file.path] = {
+                "sha256": hashlib.sha256(step.file.data).hexdigest(),
+                "mode": f"{step.file.mode:04o}"}
+        S.save(ctx.layout.state_dir, state)  # an interrupted run resumes after this step
+        outcome.ran.append(step.id)
+    # Files already in place (a state file lost, or written by an older run) are recorded too.
+    for step in steps:
+        if isinstance(step, FileStep) and step.file is not None:
+            state.files[step.file.path] = {
+                "sha256": hashlib.sha256(step.file.data).hexdigest(),
+                "mode": f"{step.file.mode:04o}"}
+
+
+def _commit(layout: Layout, state: State, plan: Plan, lock_bytes: bytes, ctx: Context) -> int:
+    """Record the generation now in use; a new number only if the lock or directories moved."""
+    current = state.current_generation
+    if current is None or current.lock_sha256 != plan.lock_sha256 or current.dirs != plan.dirs:
+        number = max((g.number for g in state.generations), default=0) + 1
+        S.write_atomic(S.lock_copy(layout.state_dir, number), lock_bytes, 0o644)
+        state.generations.append(Generation(
+            number, plan.lock_sha256, dict(plan.dirs), dict(plan.versions),
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        state.current = number
+    for directory in plan.dirs.values():
+        if directory not in state.trees:  # built before the state was lost
+            state.trees[directory] = directory_hash(layout.path(f"{L.PREFIX}/{directory}"))
+    S.save(layout.state_dir, state)
+    assert state.current is not None
+    return state.current
+
+
+def _restart(layout: Layout, steps: list[Step], ran: list[str]) -> list[str]:
+    if not ran or not system_files.systemd_running(layout):
+        return []
+    wanted = {unit for step in steps if step.id in ran for unit in step.restarts}
+    units = [unit for unit in RESTART_ORDER if unit in wanted]
+    system_files.restart_units(units)
+    return units
+
+
+def _collect_garbage(layout: Layout, state: State) -> None:
+    """Remove built directories no kept generation uses (and leftovers of interrupted runs)."""
+    kept_generations = sorted(state.generations, key=lambda g: g.number)[-KEPT_GENERATIONS:]
+    current = state.current_generation
+    if current is not None and current not in kept_generations:
+        kept_generations.append(current)
+    kept = {d for g in kept_generations for d in g.dirs.values()}
+    prefix = layout.path(L.PREFIX)
+    for role in ("hub", "node", "proxy"):
+        for path in prefix.glob(f"{role}.*"):
+            if path.name not in kept and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                state.trees.pop(path.name, None)
+    S.save(layout.state_dir, state)
+
+
+def rollback(layout: Layout, log: Log = lambda _: None) -> Generation:
+    """Point everything back at the generation before the current one (its directories are
+    kept), re-render the files, and make it current."""
+    with S.exclusive(layout.state_dir):
+        state = S.load(layout.state_dir)
+        current = state.current_generation
+        if current is None:
+            raise TljhLockError("nothing has been applied here: there is nothing to roll back")
+        earlier = [g for g in state.generations if g.number < current.number]
+        if not earlier:
+            raise TljhLockError(f"generation {current.number} is the first one: there is no "
+                                "previous generation")
+        previous = max(earlier, key=lambda g: g.number)
+        for directory in previous.dirs.values():
+            if not (layout.path(f"{L.PREFIX}/{directory}") / MARKER).exists():
+                raise TljhLockError(f"generation {previous.number}'s {directory} is gone",
+                                    hint="apply that generation's lock again instead")
+        steps = system_steps(layout, previous.dirs)
+        outcome = Outcome(Plan(previous.lock_sha256, steps, previous.dirs, previous.versions))
+        _execute(steps, Context(layout, None, log), state, outcome)
+        state.current = previous.number
+        S.save(layout.state_dir, state)
+        _restart(layout, steps, outcome.ran)
+        return previous
+
+
+def verify(layout: Layout) -> list[str]:
+    """Drift between what the state says was applied and what is on disk."""
+    state = S.load(layout.state_dir)
+    current = state.current_generation
+    if current is None:
+        return ["nothing has been applied here"]
+    problems = []
+    for path, recorded in sorted(state.files.items()):
+        target = layout.path(path)
+        try:
+            mode = f"{target.stat().st_mode & 0o7777:04o}"
+            digest = file_sha256(target)
+        except FileNotFoundError:
+            problems.append(f"{path}: missing")
+            continue
+        if digest != recorded["sha256"]:
+            problems.append(f"{path}: sha256 {digest}, applied {recorded['sha256']}")
+        if mode != recorded["mode"]:
+            problems.append(f"{path}: mode {mode}, applied {recorded['mode']}")
+    for step in system_steps(layout, current.dirs):
+        if not step.done and not isinstance(step, FileStep):
+            problems.append(f"{step.summary}: not in place")
+    for directory in sorted(current.dirs.values()):
+        path = layout.path(f"{L.PREFIX}/{directory}")
+        if not path.is_dir():
+            problems.append(f"{L.PREFIX}/{directory}: missing")
+            continue
+        actual = directory_hash(path)
+        if actual != state.trees.get(directory):
+            problems.append(f"{L.PREFIX}/{directory}: contents changed since it was built "
+                            f"({actual}, built {state.trees.get(directory)})")
+    copy = S.lock_copy(layout.state_dir, current.number)
+    if not copy.exists() or file_sha256(copy) != current.lock_sha256:
+        problems.append(f"{copy}: missing or not the applied lock")
+    return problems
+
+
+def status(layout: Layout) -> dict[str, Any]:
+    state = S.load(layout.state_dir)
+    current = state.current_generation
+    return {
+        "root": str(layout.root),
+        "current": current.to_dict() if current else None,
+        "generations": [g.to_dict() for g in state.generations],
+        "files": state.files,
+        "trees": state.trees,
+    }

@@ -1,0 +1,148 @@
+"""The files, groups and links around the installed environments: rendered from
+`tljh_lock/templates/`, written atomically, each checked before it takes effect."""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import secrets
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from tljh_lock.apply import layout as L
+from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.state import write_atomic
+from tljh_lock.errors import TljhLockError
+from tljh_lock.runner import run
+
+PROXY_ENV = f"{L.STATE}/proxy.env"
+HUB_CONFIG = f"{L.STATE}/jupyterhub_config.py"
+TRAEFIK_STATIC = f"{L.STATE}/traefik.toml"
+TRAEFIK_DYNAMIC = f"{L.STATE}/traefik-dynamic.toml"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str  # absolute, on the installed system
+    data: bytes
+    mode: int
+    check: str | None = None  # "sudoers": validated with visudo before it is moved into place
+
+
+def _template(name: str) -> str:
+    data = pkgutil.get_data("tljh_lock", f"templates/{name}")  # works from the zipapp too
+    assert data is not None, name
+    return data.decode("utf-8")
+
+
+def render_all() -> list[RenderedFile]:
+    """Every rendered file. They name only the stable paths (/opt/tljh/hub, ...), so that a new
+    generation changes them only when the templates change."""
+    values = {
+        "prefix": L.PREFIX, "state": L.STATE, "hub": L.HUB, "node": L.NODE, "proxy": L.PROXY,
+        "proxy_env": PROXY_ENV, "hub_config": HUB_CONFIG, "traefik_static": TRAEFIK_STATIC,
+        "traefik_dynamic": TRAEFIK_DYNAMIC, "http_port": str(L.HTTP_PORT),
+        "proxy_port": str(L.PROXY_PORT), "proxy_api_port": str(L.PROXY_API_PORT),
+        "hub_port": str(L.HUB_PORT), "admins": L.ADMINS_GROUP,
+    }
+
+    def render(name: str) -> bytes:
+        return string.Template(_template(name)).substitute(values).encode("utf-8")
+
+    files = [RenderedFile(f"{L.UNIT_DIR}/{unit}", render(unit), 0o644) for unit in L.UNITS]
+    files += [
+        RenderedFile(HUB_CONFIG, render("jupyterhub_config.py"), 0o644),
+        RenderedFile(TRAEFIK_STATIC, render("traefik.toml"), 0o644),
+        RenderedFile(TRAEFIK_DYNAMIC, render("traefik-dynamic.toml"), 0o644),
+        RenderedFile(L.SUDOERS, render("sudoers"), 0o440, check="sudoers"),
+    ]
+    return sorted(files, key=lambda f: f.path)
+
+
+def visudo(layout: Layout) -> str:
+    """The server's own visudo when installing into it, else this machine's."""
+    own = layout.path("/usr/sbin/visudo")
+    if layout.is_live or not own.exists():
+        found = shutil.which("visudo", path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if found is None:
+            raise TljhLockError("visudo not found: the sudoers file cannot be checked",
+                                hint="install sudo (TLJH's admins need it)")
+        return found
+    return str(own)
+
+
+def install_file(layout: Layout, file: RenderedFile) -> None:
+    target = layout.path(file.path)
+    if file.check != "sudoers":
+        write_atomic(target, file.data, file.mode)
+        return
+    # sudo skips names with a dot in /etc/sudoers.d: a broken file never takes effect.
+    tmp = target.with_name(f".{target.name}.tljh-lock-new")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(tmp, file.data, file.mode)
+    try:
+        run([visudo(layout), "-cs", "-f", tmp], what=f"checking {file.path}")
+        if os.geteuid() == 0:
+            os.chown(tmp, 0, 0)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_symlink(layout: Layout, link: str, target: str) -> None:
+    """Point `link` at `target` with one rename: there is no moment without a link."""
+    path = layout.path(link)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tljh-lock-new")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def read_link(layout: Layout, link: str) -> str | None:
+    try:
+        return os.readlink(layout.path(link))
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def ensure_proxy_token(layout: Layout) -> bool:
+    """Generate the proxy's auth token once, root-only; True if it was created now."""
+    path = layout.path(PROXY_ENV)
+    if path.exists():
+        return False
+    write_atomic(path, f"CONFIGPROXY_AUTH_TOKEN={secrets.token_hex(32)}\n".encode(), 0o600)
+    return True
+
+
+def existing_groups(layout: Layout) -> set[str]:
+    # The grp module would answer for this machine, not for --root.
+    try:
+        text = layout.path("/etc/group").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return set()
+    return {line.split(":", 1)[0] for line in text.splitlines() if line and ":" in line}
+
+
+def add_group(layout: Layout, name: str) -> None:
+    argv = ["groupadd"]
+    if not layout.is_live:
+        argv += ["--prefix", str(layout.root.resolve())]
+    run([*argv, name], what=f"adding group {name}")
+
+
+def enable_units(layout: Layout) -> None:
+    run(["systemctl", f"--root={layout.root.resolve()}", "enable", *L.UNITS],
+        what="enabling the units")
+
+
+def systemd_running(layout: Layout) -> bool:
+    return layout.is_live and Path("/run/systemd/system").is_dir()
+
+
+def restart_units(units: list[str]) -> None:
+    run(["systemctl", "daemon-reload"], what="reloading systemd")
+    for unit in units:
+        run(["systemctl", "restart", unit], what=f"restarting {unit}")

@@ -1,0 +1,161 @@
+"""The hub environment: a venv from the server's python3, filled with the locked wheels by the
+locked pip wheel, with no index and every hash required."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tljh_lock import pip_lock
+from tljh_lock.apply.source import ArtifactSource
+from tljh_lock.errors import InputError, IntegrityError, TljhLockError
+from tljh_lock.lockfile import Artifact
+from tljh_lock.runner import run
+from tljh_lock.targets import Target
+
+_PROBE = (
+    "import json, platform, sys; print(json.dumps({'version': platform.python_version(), "
+    "'machine': platform.machine(), 'libc': platform.libc_ver(), "
+    "'implementation': sys.implementation.name}))"
+)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: str
+    version: str  # X.Y.Z
+    arch: str
+    glibc: str  # X.Y
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        major, minor = self.version.split(".")[:2]
+        return int(major), int(minor)
+
+
+def probe(python: str) -> Interpreter:
+    out = run([python, "-c", _PROBE], what=f"asking {python} what it is").stdout
+    data = json.loads(out)
+    libc, libc_version = data["libc"]
+    if data["implementation"] != "cpython" or libc != "glibc":
+        raise TljhLockError(f"{python} is {data['implementation']} on {libc or 'no libc'}; "
+                            "the lock is for CPython on glibc")
+    interp = Interpreter(python, data["version"], data["machine"],
+                         ".".join(libc_version.split(".")[:2]))
+    if interp.minor < (3, 9):
+        raise TljhLockError(f"{python} is python {interp.version}; TLJH needs 3.9 or later")
+    return interp
+
+
+def target_for(targets: list[Target], interp: Interpreter, what: str) -> Target:
+    """The lock's target this interpreter is: same python X.Y and arch, the newest glibc that
+    is not newer than the server's (wheels for a newer glibc would not load)."""
+    fitting = [t for t in targets if t.arch == interp.arch and t.python_minor == interp.minor
+               and _glibc(t.glibc) <= _glibc(interp.glibc)]
+    if not fitting:
+        have = ", ".join(f"{t.name} (python {t.python}, glibc {t.glibc})" for t in targets)
+        raise InputError(
+            f"{what}: the lock has no target for python {interp.version} on {interp.arch} with "
+            f"glibc {interp.glibc} ({interp.path}); it has: {have}",
+            hint="add this distribution to recipes/targets.toml and update the lock",
+        )
+    return max(fitting, key=lambda t: _glibc(t.glibc))
+
+
+def _glibc(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+@dataclass(frozen=True)
+class WheelSet:
+    """What one pip install puts into an environment: wheel file name -> artifact."""
+
+    wheels: tuple[tuple[str, Artifact], ...]
+    installer: Artifact  # the pip wheel that runs the install
+
+    @property
+    def key_material(self) -> list[str]:
+        return sorted(f"{name} {a.sha256}" for name, a in self.wheels) + [
+            f"installer {self.installer.sha256}"]
+
+
+def wheel_set(component: pip_lock.Component, target: Target, source: ArtifactSource,
+              what: str) -> WheelSet:
+    """The locked files for `target`, with sdists and source pins replaced by the wheels the
+    bundle built from them. Pure: nothing is read but the source's list of built wheels."""
+    chosen: list[tuple[str, Artifact]] = []
+    installer: Artifact | None = None
+    for package in component.packages:
+        if not package.applies_to(target):
+            continue
+        artifact = package.install_artifact(target)
+        if artifact is None:
+            raise InputError(f"{what}: {package.name} {package.version} has no file for "
+                             f"{target.name}", hint="run `tljh-lock check`")
+        if artifact is package.sdist:
+            artifact = source.built_wheel(artifact.sha256, f"{what}: {artifact.name}")
+        chosen.append((artifact.name, artifact))
+        if package.name == "pip" and artifact.name.endswith(".whl"):
+            installer = artifact
+    for pin in component.sources:
+        built = source.built_from_source(pin, f"{what}: source {pin.name} {pin.version}")
+        chosen.append((built.name, built))
+    if installer is None:
+        raise InputError(
+            f"{what}: the locked set has no pip wheel to install with (the server's python "
+            "may have no pip, and an unlocked one is not used)",
+            hint="add `pip` to the recipe's requirements and update the lock",
+        )
+    return WheelSet(tuple(sorted(chosen)), installer)
+
+
+def create_venv(python: str, directory: Path) -> None:
+    # Debian's python3 without python3-venv has no ensurepip; pip comes from the lock instead.
+    run([python, "-m", "venv", "--without-pip", directory], what=f"creating the venv {directory}")
+
+
+def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str) -> None:
+    """Install exactly `wheels` into the new environment of `env_python`."""
+    with tempfile.TemporaryDirectory(prefix="tljh-lock-wheels-") as tmp:
+        house = Path(tmp)
+        lines = []
+        for name, artifact in wheels.wheels:
+            # pip learns name, version and tags from the file name, the store names by hash.
+            (house / name).symlink_to(source.path(artifact))
+            lines.append(f"{house / name} --hash=sha256:{artifact.sha256}\n")
+        (house / "requirements.txt").write_text("".join(lines), encoding="utf-8")
+        # Run from the unpacked wheel: importing pip from inside a zip is ~4x slower.
+        installer = house / "installer"
+        with zipfile.ZipFile(source.path(wheels.installer)) as wheel:
+            wheel.extractall(installer)  # member names are sanitized by zipfile
+        run([env_python, installer / "pip", "install", "--no-index", "--require-hashes",
+             "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
+             # pip would count the pip it runs from (the unpacked wheel) as installed already
+             "--ignore-installed",
+             # bytecode is written on first import instead: compiling here doubles the time
+             "--no-compile",
+             "--disable-pip-version-check", "-r", house / "requirements.txt"],
+            env={"PIP_NO_INPUT": "1"}, what=what)
+
+
+def install_binary(archive: Path, member: str, dest: Path, what: str) -> None:
+    """Copy one regular file out of a release tarball (traefik's binary) as an executable."""
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            found = next((m for m in tar if m.name.lstrip("./") == member), None)
+            if found is None or not found.isfile():
+                raise IntegrityError(f"{what}: {archive.name} has no regular file {member!r}")
+            extracted = tar.extractfile(found)
+            assert extracted is not None
+            tmp = dest.with_name(f".{dest.name}.tljh-lock-new")
+            with extracted, open(tmp, "wb") as out:
+                shutil.copyfileobj(extracted, out)
+    except tarfile.TarError as exc:
+        raise IntegrityError(f"{what}: {archive.name} is not a readable archive: {exc}") from None
+    tmp.chmod(0o755)
+    tmp.replace(dest)

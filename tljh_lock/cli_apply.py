@@ -1,0 +1,139 @@
+"""The server admin's commands: apply, verify, status, rollback (wired into cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tljh_lock.apply import engine
+from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.source import ArtifactSource
+from tljh_lock.errors import EXIT_FAILURE, EXIT_OK
+
+DEFAULT_LOCK = Path("locks/tljh.lock.toml")
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=Path("/"),
+                        help="install below this directory instead of / (default: /)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_apply_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "apply", help="install TLJH strictly from the lock",
+        description="Plan, then install the hub environment, traefik, Node.js, the proxy, the "
+        "systemd units, groups, sudoers file and tljh-config link from the lock and verified "
+        "artifacts only. Re-running is a no-op; a failed run leaves the previous generation "
+        "in use.")
+    _add_root(p)
+    p.add_argument("--lock", type=Path, default=DEFAULT_LOCK,
+                   help=f"lock file (default: {DEFAULT_LOCK})")
+    p.add_argument("--store", type=Path,
+                   help="directory holding the artifacts as sha256/<hex> (a store filled by "
+                   "`tljh-lock fetch`); default: the store of `fetch`")
+    p.add_argument("--python", default="/usr/bin/python3",
+                   help="the system python3 the hub environment is made from "
+                   "(default: /usr/bin/python3)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, with the hash of every rendered file; change nothing")
+    p.add_argument("--allow-downgrade", action="store_true",
+                   help="apply a lock older than the current one (lower jupyterhub, TLJH, "
+                   "traefik, Node.js or proxy version, or an earlier generation's lock)")
+
+
+def add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("verify", help="report drift from what was applied",
+                       description="Rehash the rendered files and built directories and check "
+                       "groups and links; exit 1 on any drift.")
+    _add_root(p)
+
+
+def add_status_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("status", help="show the applied lock and the generation history")
+    _add_root(p)
+
+
+def add_rollback_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("rollback", help="return to the previous generation",
+                       description="Point the hub, Node.js and proxy links back at the previous "
+                       "generation's directories, re-render the files and restart the services.")
+    _add_root(p)
+
+
+def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    quiet = args.json or getattr(args, "quiet", False)
+    return (lambda _: None) if quiet else (lambda line: print(line, file=sys.stderr))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from tljh_lock import store
+
+    layout = Layout(args.root)
+    source = ArtifactSource(args.store or store.default_path())
+    outcome = engine.apply(layout, args.lock, source, args.python, dry_run=args.dry_run,
+                           allow_downgrade=args.allow_downgrade, log=_log(args))
+    if args.json:
+        print(json.dumps({"dry-run": args.dry_run, **outcome.to_dict()}, indent=2))
+        return EXIT_OK
+    if args.dry_run:
+        print(f"plan for lock sha256 {outcome.plan.lock_sha256} into {layout.root}:")
+        for step in outcome.plan.steps:
+            mark = "keep" if step.done else "run "
+            print(f"  [{mark}] {step.id}: {step.summary} (key {step.key[:16]})")
+        print(f"{len(outcome.plan.pending)} of {len(outcome.plan.steps)} steps would run")
+    elif not getattr(args, "quiet", False):
+        what = f"{len(outcome.ran)} steps ran" if outcome.ran else "nothing to do"
+        print(f"generation {outcome.generation} (lock sha256 {outcome.plan.lock_sha256}): "
+              f"{what} in {outcome.seconds:.2f} s")
+        if outcome.restarted:
+            print(f"restarted {', '.join(outcome.restarted)}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    problems = engine.verify(Layout(args.root))
+    if args.json:
+        print(json.dumps({"ok": not problems, "drift": problems}, indent=2))
+    else:
+        for line in problems:
+            print(f"drift: {line}", file=sys.stderr)
+        if not problems and not getattr(args, "quiet", False):
+            print(f"{args.root}: as applied")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = engine.status(Layout(args.root))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    current = info["current"]
+    if current is None:
+        print(f"{args.root}: nothing applied")
+        return EXIT_OK
+    print(f"generation {current['number']} since {current['applied-at']}, lock sha256 "
+          f"{current['lock-sha256']}")
+    for name, version in sorted(current["versions"].items()):
+        print(f"  {name} {version}")
+    for role, directory in sorted(current["dirs"].items()):
+        print(f"  {role}: /opt/tljh/{directory}")
+    print("generations:")
+    for generation in info["generations"]:
+        mark = "*" if generation["number"] == current["number"] else " "
+        print(f" {mark} {generation['number']}  {generation['applied-at']}  "
+              f"{generation['lock-sha256'][:16]}")
+    print(f"{len(info['files'])} rendered files recorded")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    generation = engine.rollback(Layout(args.root), log=_log(args))
+    if args.json:
+        print(json.dumps(generation.to_dict(), indent=2))
+    elif not getattr(args, "quiet", False):
+        print(f"rolled back to generation {generation.number} (lock sha256 "
+              f"{generation.lock_sha256})")
+    return EXIT_OK
