@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed
 PIP_ENV := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT \
 	PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test test-online test-slow bench lint clean
+# GitHub release downloads and nodejs.org are out of reach here: their published checksums
+# are reproduced in shared/upstream-facts, laid out like the upstream URLs.
+SHARED ?= $(abspath ../shared)
+FACTS_MIRRORS := --mirror https://github.com/=file://$(SHARED)/upstream-facts/github.com/ \
+	--mirror https://nodejs.org/=file://$(SHARED)/upstream-facts/nodejs.org/
+
+.PHONY: demo test test-online test-slow bench lint lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -35,6 +41,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# The committed lock: PyPI and npm live, GitHub and nodejs.org through upstream-facts.
+lock: $(STAMP)
+	$(BIN)/tljh-lock update $(FACTS_MIRRORS)
+	$(BIN)/tljh-lock check
 
 lint: $(STAMP)
 	$(BIN)/ruff check tljh_lock tests

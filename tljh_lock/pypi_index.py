@@ -27,8 +27,9 @@ from tljh_lock.http import Client
 from tljh_lock.lockfile import Artifact
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
-# What pip assumes when an sdist declares no build system (PEP 517's fallback).
-LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0",)
+# What pip assumes when an sdist declares no build system (PEP 517's fallback); pip before 25
+# also asks for `wheel`, and the installer on a server may be that old.
+LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
 
 
 @dataclass(frozen=True)
