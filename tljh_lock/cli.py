@@ -61,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tljh-lock {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # `-q` is accepted after the subcommand too; SUPPRESS keeps a global `-q` from being reset.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only errors")
 
-    p = sub.add_parser("update", help="resolve recipes/ into the lock",
+    p = sub.add_parser("update", parents=[common], help="resolve recipes/ into the lock",
                        description="Resolve the recipes into exact versions and hashes for every "
                        "target and write the lock. Components whose recipe did not change keep "
                        "their pins.", epilog=EPILOG,
@@ -74,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let NAME move to its newest allowed version (repeatable)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
-    p = sub.add_parser("check", help="prove the lock fresh and installable (offline)",
+    p = sub.add_parser("check", parents=[common],
+                       help="prove the lock fresh and installable (offline)",
                        description="Offline, without resolving: fail if a recipe changed since "
                        "the lock was made, and prove that on every target every reachable "
                        "requirement has a pinned version and a compatible hashed file.",
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the freshness check (e.g. on a server, which has no recipes)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    p = sub.add_parser("diff", help="what changed between two locks",
+    p = sub.add_parser("diff", parents=[common], help="what changed between two locks",
                        description="List per component what was added, removed, upgraded or "
                        "downgraded; a changed hash for an unchanged version is a warning.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new", type=Path)
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
 
-    p = sub.add_parser("export", help="write the lock in another tool's format",
+    p = sub.add_parser("export", parents=[common],
+                       help="write the lock in another tool's format",
                        description="Export the lock in a standard format that the ecosystem's "
                        "own tools read.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
