@@ -15,7 +15,9 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from tljh_lock import pip_lock
+from tljh_lock.errors import TljhLockError
 from tljh_lock.lockfile import Lock
+from tljh_lock.pip_resolve import SameVersion
 from tljh_lock.recipes import RecipeSet
 from tljh_lock.targets import Target
 
@@ -51,6 +53,7 @@ def check(lock: Lock, recipes: RecipeSet | None) -> Report:
     report = Report()
     if recipes is not None:
         report.stale = freshness(lock, recipes)
+        report.problems += same_version_problems(lock, recipes)
     for name, component in sorted(lock.components.items()):
         if isinstance(component, pip_lock.Component):
             for target in component.applicable_targets(lock.targets):
@@ -64,6 +67,30 @@ def check(lock: Lock, recipes: RecipeSet | None) -> Report:
             if not problems:
                 report.proven.append(f"{name}: {component.summary()}")
     return report
+
+
+def same_version_problems(lock: Lock, recipes: RecipeSet) -> list[str]:
+    """A recipe's `same-version` rule holds between the two components in the lock."""
+    problems = []
+    for name, recipe in sorted(recipes.recipes.items()):
+        rule = SameVersion.from_recipe(recipe) if recipe.kind == "pip" else None
+        component = lock.components.get(name)
+        if rule is None or component is None:
+            continue
+        try:
+            pins = rule.pins(lock.components, f"recipes/{recipe.file}")
+        except TljhLockError as exc:
+            problems.append(exc.message)
+            continue
+        versions = component.versions()
+        for pin in pins:
+            package, version = pin.split("==")
+            own = versions.get(package, ())
+            if own != (version,):
+                problems.append(f"{name}: {package} {', '.join(own) or 'unpinned'} is not "
+                                f"{rule.component}'s {version} (same-version in "
+                                f"recipes/{recipe.file})")
+    return problems
 
 
 def prove_pip(component: pip_lock.Component, target: Target) -> tuple[int, list[str]]:

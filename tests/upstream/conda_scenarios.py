@@ -111,7 +111,8 @@ def publish_channel(
 ) -> dict[str, dict[str, Any]]:
     """Build ``packages`` into ``root``'s conda host and write every subdir's repodata.json
     (``noarch`` and :data:`SUBDIRS` always, empty when nothing is there, as real channels do).
-    Returns ``{file name: {"url", "sha256", "md5", "size", "subdir"}}``."""
+    Returns ``{canonical URL: {"sha256", "md5", "size", "subdir"}}`` (a file name alone is not
+    unique: each arch's subdir has its own ``fx-python-3.12.5-...``)."""
     base = Path(root) / CONDA_HOST / channel
     records: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in ("noarch", *SUBDIRS)}
     facts: dict[str, dict[str, Any]] = {}
@@ -122,8 +123,7 @@ def publish_channel(
         md5 = hashlib.md5(data).hexdigest()
         records[package.subdir][path.name] = {
             **package.index_json(), "md5": md5, "sha256": sha256, "size": len(data)}
-        facts[path.name] = {
-            "url": f"https://{CONDA_HOST}/{channel}/{package.subdir}/{path.name}",
+        facts[f"https://{CONDA_HOST}/{channel}/{package.subdir}/{path.name}"] = {
             "sha256": sha256, "md5": md5, "size": len(data), "subdir": package.subdir,
         }
     for subdir, entries in records.items():
