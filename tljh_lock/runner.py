@@ -7,8 +7,11 @@ tool we run gets a clean environment with only what we pass on purpose.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +19,19 @@ from tljh_lock.errors import TljhLockError
 
 _KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
          "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
+
+
+@functools.cache
+def _empty_file(role: str) -> str:
+    """An empty config file that lives as long as this process.
+
+    npm refuses one path for both its user and global config ("double-loading config"),
+    so each role gets its own file; /dev/null serves one of them.
+    """
+    fd, path = tempfile.mkstemp(prefix=f"tljh-lock-{role}-", suffix=".npmrc")
+    os.close(fd)
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -29,7 +45,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "PIP_NO_INPUT": "1",
             "UV_NO_CONFIG": "1",
             "NPM_CONFIG_USERCONFIG": os.devnull,
-            "NPM_CONFIG_GLOBALCONFIG": os.devnull,
+            "NPM_CONFIG_GLOBALCONFIG": _empty_file("globalconfig"),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
