@@ -21,7 +21,8 @@ from tljh_lock.recipes import Recipe
 # `resolve_recipe(recipe, targets, client, previous, upgrade, resolved) -> Component`, where
 # `resolved` holds the components already resolved or kept, for recipes that pin themselves
 # to another component (a recipe lists those in `after = [...]`).
-_RESOLVERS = {"pip": "tljh_lock.pip_resolve", "conda": "tljh_lock.conda_resolve",
+_RESOLVERS = {"pip": "tljh_lock.pip_resolve", "release": "tljh_lock.release_resolve",
+              "conda": "tljh_lock.conda_resolve",
               "npm": "tljh_lock.npm_resolve"}
 
 
