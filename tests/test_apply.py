@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -17,23 +18,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.upstream import generate_hub_scenario
+from tests.conftest import TEST_RECIPES
+from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
+from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tests.upstream.artifacts import build_wheel
-from tljh_lock import lockfile, pip_lock, release_lock
+from tests.upstream.npm_scenarios import generate_npm_scenario
+from tljh_lock import cli, lockfile, pip_lock, release_lock, safe_archive
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.apply.unpack import unpack_tree
-from tljh_lock.errors import IntegrityError, TljhLockError
+from tljh_lock.bundle import write_bundle
+from tljh_lock.errors import EXIT_INTEGRITY, IntegrityError, TljhLockError
+from tljh_lock.fetch import Fetcher
 from tljh_lock.lockfile import Artifact, Lock
+from tljh_lock.mirrors import MirrorMap
+from tljh_lock.store import Store
 from tljh_lock.targets import Target
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 PIP_WHEEL = next(Path("/usr/share/python-wheels").glob("pip-*-py3-none-any.whl"), None)
-NEEDS = [SYSTEM_PYTHON, "/usr/sbin/visudo", "/usr/sbin/groupadd", "/usr/bin/systemctl"]
+# The fake Node.js release runs this machine's node and npm.
+HOST_NODE, HOST_NPM = "/usr/bin/node", "/usr/lib/node_modules/npm/lib/cli.js"
+NEEDS = [SYSTEM_PYTHON, "/usr/sbin/visudo", "/usr/sbin/groupadd", "/usr/bin/systemctl",
+         HOST_NODE, HOST_NPM]
 pytestmark = pytest.mark.skipif(
     PIP_WHEEL is None or not all(Path(p).exists() for p in NEEDS),
-    reason="needs Debian's python3, its pip wheel (python3-pip-whl), sudo, passwd and systemd",
+    reason="needs Debian's python3, its pip wheel (python3-pip-whl), sudo, passwd, systemd, "
+           "node and npm",
 )
 PYPI_FILES = "https://files.pythonhosted.org/packages/fx/"
 
@@ -66,16 +78,23 @@ class Fixture:
     sources: dict[str, str]
     locks: dict[str, Path]  # "old" (fx-hub 1.0.0), "new" (fx-hub 1.1.0)
     target: Target
+    upstream: Path  # the fixture upstream serving every artifact of the locks
 
     def source(self, store: Path | None = None) -> ArtifactSource:
         return ArtifactSource(store or self.store, self.built, self.sources)
 
 
-def _add(store: Path, path: Path, url: str) -> Artifact:
+def _add(store: Path, path: Path, url: str, upstream: Path | None = None) -> Artifact:
+    """Put `path` into the store (as `fetch` would) and, given an upstream, publish it there
+    at its canonical URL `url` + its name (for `bundle`)."""
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     (store / "sha256").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, store / "sha256" / digest)
+    if upstream is not None:
+        published = upstream / (url + path.name)[len("https://"):]
+        published.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, published)
     return Artifact(path.name, url + path.name, len(data), digest)
 
 
@@ -105,10 +124,12 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
                 marker='python_full_version < "3.11"'),
         package("fx-speedups", "2.0", speedups),
         package("fx-auth", "1.0", "fx_auth-1.0-py3-none-any.whl"),
-        package("fx-otp", "1.0.1", sdist="fx_otp-1.0.1.tar.gz"),
+        pip_lock.Package("fx-otp", "1.0.1", build_requires=("fixture-backend",),
+                         sdist=published("fx_otp-1.0.1.tar.gz")),
         pip_lock.Package("pip", PIP_WHEEL.name.split("-")[1],
-                         wheels=(_add(store, PIP_WHEEL, PYPI_FILES),)),
+                         wheels=(_add(store, PIP_WHEEL, PYPI_FILES, upstream),)),
     ]
+    backend = package("fixture-backend", "1.0", "fixture_backend-1.0-py3-none-any.whl")
     tljh = facts["tljh"]
     source = pip_lock.Source(tljh["name"], tljh["version"], tljh["archive_url"], tljh["commit"],
                              tljh["tree_hash"], tuple(tljh["dependencies"]), ("fixture-backend",))
@@ -128,13 +149,27 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     traefik = _add(store, _tar(base / "traefik_v3.6.5_linux_amd64.tar.gz",
                                {"traefik": b"#!/bin/sh\necho traefik 3.6.5\n", "LICENSE.md": b""},
                                {"traefik": 0o755}),
-                   "https://github.com/traefik/traefik/releases/download/v3.6.5/")
+                   "https://github.com/traefik/traefik/releases/download/v3.6.5/", upstream)
     top = "node-v22.12.0-linux-x64"
     node = _add(store, _tar(base / f"{top}.tar.gz", {
-        f"{top}/bin/node": b"#!/bin/sh\necho v22.12.0\n",
-        f"{top}/lib/node_modules/npm/bin/npm-cli.js": b"// npm\n",
+        f"{top}/bin/node": f'#!/bin/sh\nexec {HOST_NODE} "$@"\n'.encode(),
+        f"{top}/lib/node_modules/npm/bin/npm-cli.js":
+            f"require('{HOST_NPM}')(process)\n".encode(),
         f"{top}/bin/npm": "../lib/node_modules/npm/bin/npm-cli.js",
-    }, {f"{top}/bin/node": 0o755}), "https://nodejs.org/dist/v22.12.0/")
+    }, {f"{top}/bin/node": 0o755}), "https://nodejs.org/dist/v22.12.0/", upstream)
+    proxy = _npm_component(base, upstream, store)
+    installer = base / "Miniforge3-24.7.1-2-Linux-x86_64.sh"
+    installer.write_text(f"""#!/bin/sh
+# a stand-in for Miniforge's installer: a prefix with this system's python
+set -eu
+while [ $# -gt 0 ]; do
+  case "$1" in -p) prefix="$2"; shift 2 ;; -b|-u) shift ;; *) exit 2 ;; esac
+done
+[ -x "$prefix/bin/python" ] || {SYSTEM_PYTHON} -m venv --without-pip "$prefix"
+""")
+    miniforge = _add(store, installer,
+                     "https://github.com/conda-forge/miniforge/releases/download/24.7.1-2/",
+                     upstream)
 
     def release(name: str, version: str, artifact: Artifact,
                 **extra: str) -> release_lock.Component:
@@ -154,17 +189,44 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
             recipe="recipes/hub.toml", recipe_hash="sha256:" + "1" * 64,
             index="https://pypi.org/simple/", roots=("fx-hub", "fx-auth", "pip"),
             sources=(source,),
-            packages=(package("fx-hub", hub_version, hub_wheel), *common))
+            packages=(package("fx-hub", hub_version, hub_wheel), *common),
+            build_packages=(backend,))
         lock = Lock([target], "sha256:" + "2" * 64, {
             "hub": hub,
             "traefik": release("traefik", "3.6.5", traefik, binary="traefik"),
             "nodejs": release("nodejs", "22.12.0", node, top_dir=top),
+            "configurable-http-proxy": proxy,
+            "miniforge": release("miniforge", "24.7.1-2", miniforge),
+            # the user set, for the installer's python, without a pip of its own
+            "user-env": pip_lock.Component(
+                recipe="recipes/user-env.toml", recipe_hash="sha256:" + "3" * 64,
+                index="https://pypi.org/simple/", roots=("fx-web",), targets=(target,),
+                packages=tuple(p for p in common if p.name in ("fx-web", "fx-auth", "fx-otp")),
+                build_packages=(backend,)),
         })
         locks[label] = base / f"{label}.lock.toml"
         locks[label].write_text(lock.dumps())
         lockfile.load(locks[label])  # what apply reads must parse
     sources = {f"{source.name}-{source.commit}": tljh["sha256"]}
-    return Fixture(store, built, sources, locks, target)
+    return Fixture(store, built, sources, locks, target, upstream)
+
+
+def _npm_component(base: Path, upstream: Path, store: Path) -> lockfile.Component:
+    """The fixture npm tree (a stand-in for configurable-http-proxy), locked by `update`,
+    its tarballs put into the store."""
+    facts = generate_npm_scenario(upstream)
+    recipes = base / "npm-recipes"
+    recipes.mkdir()
+    for name in ("targets", "configurable-http-proxy"):
+        shutil.copyfile(TEST_RECIPES / f"{name}.toml", recipes / f"{name}.toml")
+    with FixtureUpstream(upstream) as server:
+        mirrors = [f"--mirror={c}={m}" for c, m in sorted(server.mirror_map().items())]
+        assert cli.main(["-q", "update", "--recipes", str(recipes), "--lock",
+                         str(base / "npm.lock.toml"), *mirrors]) == 0
+    component = lockfile.load(base / "npm.lock.toml").components["configurable-http-proxy"]
+    for package in facts["packages"].values():
+        _add(store, Path(package["path"]), "")
+    return component
 
 
 @pytest.fixture
@@ -225,6 +287,15 @@ def test_full_apply_then_noop(fixture: Fixture, root: Path) -> None:
     assert (hub / "bin/traefik").read_bytes().startswith(b"#!/bin/sh\necho traefik")
     assert (root / "opt/tljh/node/bin/npm").resolve() == (
         root / "opt/tljh/node/lib/node_modules/npm/bin/npm-cli.js").resolve()
+    # the npm tree, installed by the locked Node.js's npm from the verified tarballs only
+    fx_proxy = root / "opt/tljh/proxy/node_modules/.bin/fx-proxy"
+    described = subprocess.run([root / "opt/tljh/node/bin/node", fx_proxy], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    assert described.startswith("fx-proxy 1.0.0 [@fx/log 2.0.0 [fx-events 4.0.0]")
+    user = root / "opt/tljh/user/bin/python"
+    listed = subprocess.run([user, "-c", "import fx_web, fx_otp, sys; print(sys.prefix)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert listed == str(root / "opt/tljh/user")
     groups = (root / "etc/group").read_text()
     assert "\njupyterhub-users:" in groups and "\njupyterhub-admins:" in groups
     sudoers = root / "etc/sudoers.d/jupyterhub-admins"
@@ -358,3 +429,93 @@ def test_unpack_refuses_links_out(tmp_path: Path) -> None:
     out = _tar(tmp_path / "out.tar.gz", {"top/l": "../../etc"}, {})
     with pytest.raises(IntegrityError, match="links outside"):
         unpack_tree(out, tmp_path / "out2", "top", "evil")
+
+
+@pytest.fixture(scope="module")
+def bundle(fixture: Fixture, vendor_store: Path,  # noqa: F811 - the imported fixture
+           tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of the old lock for this machine's arch, as `tljh-lock bundle` writes it
+    (the sdist and the source pin built into wheels with the locked build backend)."""
+    out = tmp_path_factory.mktemp("apply-bundle")
+    with FixtureUpstream(fixture.upstream) as server:
+        fetcher = Fetcher(Store(out / "store"), MirrorMap.from_pairs(server.mirror_map()),
+                          [vendor_store.as_uri()])
+        return write_bundle(fixture.locks["old"], fixture.target.arch, out / "tljh.bundle",
+                            fetcher).path
+
+
+def run_offline_from_bundle(bundle: Path, tmp_path: Path,
+                            *args: str) -> subprocess.CompletedProcess[str]:
+    """`apply --bundle` by the bundle's own zipapp, under the system python3, in a network
+    namespace with no interfaces up (no route anywhere, no DNS)."""
+    pyz = tmp_path / "tljh-lock.pyz"
+    if not pyz.exists():
+        with tarfile.open(bundle) as tar:
+            member = tar.extractfile(safe_archive.PYZ_NAME)
+            assert member is not None
+            pyz.write_bytes(member.read())
+    # cli.py wires these commands (as cli.main does); the zipapp's own modules run here.
+    script = f"""\
+import argparse, sys
+sys.path.insert(0, {str(pyz)!r})
+from tljh_lock import cli_apply
+from tljh_lock.errors import TljhLockError
+parser = argparse.ArgumentParser()
+sub = parser.add_subparsers(dest="command")
+cli_apply.add_apply_parser(sub)
+cli_apply.add_verify_parser(sub)
+args = parser.parse_args(sys.argv[1:])
+try:
+    sys.exit({{"apply": cli_apply.cmd_apply, "verify": cli_apply.cmd_verify}}[args.command](args))
+except TljhLockError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+    return subprocess.run(["unshare", "-n", SYSTEM_PYTHON, "-I", "-c", script, *args],
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"],
+                                                               "LANG": "C.UTF-8"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare for a network namespace")
+def test_apply_from_bundle_without_network(bundle: Path, root: Path, tmp_path: Path) -> None:
+    result = run_offline_from_bundle(bundle, tmp_path, "apply", "--bundle", str(bundle),
+                                     "--root", str(root), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["generation"] == 1 and "hub" in report["ran"]
+    tljh_config = root / "opt/tljh/hub/bin/tljh-config"
+    out = subprocess.run([tljh_config], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "tljh-config (fixture)"  # built from the source pin
+    assert not list(root.glob("opt/tljh/state/*bundle*"))  # the unpacked bundle is gone
+    # a re-run reads only the manifest: a no-op, fast even with the interpreter's start-up
+    started = time.monotonic()
+    again = run_offline_from_bundle(bundle, tmp_path, "apply", "--bundle", str(bundle),
+                                    "--root", str(root), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["ran"] == []
+    assert time.monotonic() - started < 2.0
+    assert run_offline_from_bundle(bundle, tmp_path, "verify", "--root", str(root)).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare for a network namespace")
+def test_corrupted_bundle_changes_nothing(bundle: Path, root: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.bundle"
+    shutil.copyfile(bundle, corrupt)
+    manifest = safe_archive.read_manifest(bundle)
+    victim = next(e for name, e in sorted(manifest.members.items())
+                  if name.startswith("sha256/") and e.size > 1024)
+    with tarfile.open(bundle) as tar:
+        offset = tar.getmember(victim.name).offset_data
+    with open(corrupt, "r+b") as fh:
+        fh.seek(offset + 512)
+        byte = fh.read(1)
+        fh.seek(offset + 512)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    before = snapshot(root)
+    result = run_offline_from_bundle(bundle, tmp_path, "apply", "--bundle", str(corrupt),
+                                     "--root", str(root))
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
+    assert victim.sha256 in result.stderr
+    assert snapshot(root) == before

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.source import ArtifactSource
-from tljh_lock.errors import EXIT_FAILURE, EXIT_OK
+from tljh_lock.apply.source import ArtifactSource, BundleSource
+from tljh_lock.errors import EXIT_FAILURE, EXIT_OK, InputError
 
 DEFAULT_LOCK = Path("locks/tljh.lock.toml")
 
@@ -29,11 +30,20 @@ def add_apply_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         "artifacts only. Re-running is a no-op; a failed run leaves the previous generation "
         "in use.")
     _add_root(p)
+    p.add_argument("--bundle", type=Path, metavar="FILE",
+                   help="install from this bundle (its lock and artifacts) without any network")
     p.add_argument("--lock", type=Path, default=DEFAULT_LOCK,
-                   help=f"lock file (default: {DEFAULT_LOCK})")
-    p.add_argument("--store", type=Path,
-                   help="directory holding the artifacts as sha256/<hex> (a store filled by "
-                   "`tljh-lock fetch`); default: the store of `fetch`")
+                   help=f"lock file, when not applying a bundle (default: {DEFAULT_LOCK})")
+    p.add_argument("--store", type=Path, metavar="DIR",
+                   help="content-addressed store holding the artifacts (default: "
+                   "$TLJH_LOCK_STORE or ~/.cache/tljh-lock/store)")
+    p.add_argument("--mirror", action="append", default=[], metavar="CANONICAL=MIRROR",
+                   help="fetch what the store lacks first, from MIRROR for URLs starting with "
+                   "CANONICAL (repeatable)")
+    p.add_argument("--mirror-config", metavar="FILE", help="TOML file with a [mirrors] table")
+    p.add_argument("--store-mirror", action="append", default=[], metavar="URL",
+                   help="fetch what the store lacks first, from a store or unpacked bundle "
+                   "served at URL (repeatable): how a fleet installs from one cache")
     p.add_argument("--python", default="/usr/bin/python3",
                    help="the system python3 the hub environment is made from "
                    "(default: /usr/bin/python3)")
@@ -68,13 +78,37 @@ def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return (lambda _: None) if quiet else (lambda line: print(line, file=sys.stderr))
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    from tljh_lock import store
+def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
+    """(the lock, where its artifacts come from) for these options."""
+    if args.bundle:
+        if args.mirror or args.store_mirror or args.store:
+            raise InputError("--bundle holds everything: it takes no --store or mirrors")
+        return None, BundleSource(args.bundle)
+    from tljh_lock.store import Store, default_path
 
+    store = Store(args.store or default_path())
+    if args.mirror or args.mirror_config or args.store_mirror:
+        from tljh_lock import build_wheels, lockfile, mirrors
+        from tljh_lock.fetch import Fetcher, fetch_lock, progress_wanted
+
+        lock = lockfile.load(args.lock)
+        arch = os.uname().machine
+        fetcher = Fetcher(store, mirrors.from_options(args.mirror_config, args.mirror),
+                          args.store_mirror, progress=progress_wanted(args.json))
+        _, records = fetch_lock(lock, arch, fetcher)
+        build_wheels.build(lock, arch, fetcher, records)
+    return args.lock, ArtifactSource.from_store(store.root)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    lock_path, source = _source(args)
+    try:
+        outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
+                               dry_run=args.dry_run, allow_downgrade=args.allow_downgrade,
+                               log=_log(args))
+    finally:
+        source.close()
     layout = Layout(args.root)
-    source = ArtifactSource(args.store or store.default_path())
-    outcome = engine.apply(layout, args.lock, source, args.python, dry_run=args.dry_run,
-                           allow_downgrade=args.allow_downgrade, log=_log(args))
     if args.json:
         print(json.dumps({"dry-run": args.dry_run, **outcome.to_dict()}, indent=2))
         return EXIT_OK

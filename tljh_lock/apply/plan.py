@@ -8,26 +8,29 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from tljh_lock import pip_lock, release_lock
+from tljh_lock import export_package_lock, npm_lock, pip_lock, release_lock
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import system_files
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, file_sha256
 from tljh_lock.apply.state import State
 from tljh_lock.apply.steps import (
+    MARKER,
     EnableStep,
     FileStep,
     GroupStep,
     HubBuild,
     LinkStep,
+    ProxyBuild,
     Step,
     TokenStep,
     UnpackBuild,
+    UserEnvStep,
     built_complete,
 )
 from tljh_lock.apply.venv import Interpreter, target_for, wheel_set
 from tljh_lock.errors import InputError
-from tljh_lock.lockfile import Lock
+from tljh_lock.lockfile import Artifact, Component, Lock
 
 # Bump when the way a directory is built changes, so that existing ones are rebuilt.
 BUILD_VERSION = "1"
@@ -36,6 +39,9 @@ BUILD_VERSION = "1"
 HUB = "hub"
 TRAEFIK = "traefik"
 NODEJS = "nodejs"
+PROXY = "configurable-http-proxy"
+MINIFORGE = "miniforge"
+USER_ENV = "user-env"
 
 # The versions the downgrade rule compares, wherever a component pins them.
 COMPARED = ("jupyterhub", "the-littlest-jupyterhub", "traefik", "nodejs",
@@ -96,8 +102,59 @@ def plan_apply(lock: Lock, lock_sha256: str, layout: Layout, source: ArtifactSou
             id="node", summary=f"Node.js {component.version} into {dirs['node']}", key=key,
             done=built_complete(layout, dirs["node"], key), restarts=(PROXY_UNIT,),
             directory=dirs["node"], artifact=file.artifact, top_dir=file.top_dir))
+    proxy = lock.components.get(PROXY)
+    if proxy is not None:
+        steps.append(_proxy_step(lock, proxy, layout, dirs, interpreter.arch))
+    if USER_ENV in lock.components:
+        steps.append(_user_step(lock, layout, source, interpreter.arch, wheels.installer))
     steps += system_steps(layout, dirs)
     return Plan(lock_sha256, steps, dirs, compared_versions(lock))
+
+
+def _proxy_step(lock: Lock, component: Component, layout: Layout, dirs: dict[str, str],
+                arch: str) -> Step:
+    if not isinstance(component, npm_lock.Component):
+        raise InputError(f"component {PROXY!r} is a {component.kind} component, not npm")
+    if "node" not in dirs:
+        raise InputError(f"component {PROXY!r} needs Node.js: the lock has no {NODEJS!r}")
+    project = tuple(sorted(export_package_lock.files(lock, PROXY).items()))
+    tarballs = tuple(component.artifacts(lock.targets_for(arch), arch))
+    key = hash_of("proxy", BUILD_VERSION, dirs["node"], *(text for _, text in project),
+                  *(a.sha256 for a in tarballs))
+    dirs["proxy"] = f"proxy.{key[:16]}"
+    return ProxyBuild(
+        id="proxy", summary=f"{component.summary()} into {dirs['proxy']}", key=key,
+        done=built_complete(layout, dirs["proxy"], key), restarts=(PROXY_UNIT,),
+        directory=dirs["proxy"], node_dir=dirs["node"], project=project, tarballs=tarballs)
+
+
+def _user_step(lock: Lock, layout: Layout, source: ArtifactSource, arch: str,
+               hub_installer: Artifact) -> Step:
+    component = lock.components[USER_ENV]
+    if not isinstance(component, pip_lock.Component):
+        raise InputError(f"component {USER_ENV!r} is a {component.kind} component, not pip")
+    installer = _release_file(lock, MINIFORGE, arch)
+    if installer is None:
+        raise InputError(f"component {USER_ENV!r} needs the {MINIFORGE!r} installer")
+    # The env's python does not exist yet: its own targets name it, one per arch.
+    targets = [t for t in component.applicable_targets(lock.targets) if t.arch == arch]
+    if len(targets) != 1:
+        raise InputError(f"component {USER_ENV!r} needs exactly one target for {arch}, the "
+                         f"installer's python (it has {len(targets)})")
+    wheels = wheel_set(component, targets[0], source, USER_ENV, fallback_installer=hub_installer)
+    key = hash_of("user", BUILD_VERSION, installer[1].artifact.sha256, *wheels.key_material)
+    return UserEnvStep(
+        id="user-env", summary=f"user environment {L.USER}: Miniforge {installer[0].version}, "
+        f"{len(wheels.wheels)} wheels for {targets[0].name}", key=key,
+        done=_marker(layout, L.USER) == key, installer=installer[1].artifact,
+        target=targets[0], wheels=wheels)
+
+
+def _marker(layout: Layout, directory: str) -> str | None:
+    try:
+        return (layout.path(directory) / MARKER).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _release_file(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.unpack import unpack_tree
 from tljh_lock.errors import TljhLockError
 from tljh_lock.lockfile import Artifact
+from tljh_lock.runner import run
+from tljh_lock.targets import Target
 
 MARKER = ".tljh-lock-key"  # written last into a built directory: its presence means complete
 
@@ -117,6 +120,76 @@ class UnpackBuild(BuildStep):
         assert self.artifact is not None
         ctx.log(f"unpacking {self.artifact.name} into {path}")
         unpack_tree(ctx.artifact(self.artifact), path, self.top_dir, what=self.artifact.name)
+
+
+@dataclass
+class ProxyBuild(BuildStep):
+    """configurable-http-proxy: `npm ci --offline` of the exported package-lock, from an npm
+    cache that holds only the locked tarballs (each verified by sha256 first; npm checks their
+    sha512 integrity again)."""
+
+    node_dir: str = ""  # the Node.js directory (below /opt/tljh) whose npm installs
+    project: tuple[tuple[str, str], ...] = ()  # package.json, package-lock.json
+    tarballs: tuple[Artifact, ...] = ()
+
+    def build(self, ctx: Context, path: Path) -> None:
+        node = ctx.layout.path(f"{L.PREFIX}/{self.node_dir}")
+        path.mkdir()
+        for name, text in self.project:
+            (path / name).write_text(text, encoding="utf-8")
+        with tempfile.TemporaryDirectory(prefix="tljh-lock-npm-") as tmp:
+            work = Path(tmp)
+            (work / "tarballs").mkdir()
+            files = []
+            for artifact in self.tarballs:
+                # npm takes a path for a tarball only by its .tgz name; the store names by hash
+                files.append(work / "tarballs" / f"{artifact.sha256[:16]}-{artifact.name}")
+                files[-1].symlink_to(ctx.artifact(artifact))
+            for name in ("npmrc", "globalnpmrc"):
+                (work / name).write_text("")
+            env = {"HOME": tmp, "NPM_CONFIG_USERCONFIG": str(work / "npmrc"),
+                   "NPM_CONFIG_GLOBALCONFIG": str(work / "globalnpmrc"),
+                   "PATH": f"{node / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
+            npm = [node / "bin" / "node", node / "lib" / "node_modules" / "npm" / "bin" /
+                   "npm-cli.js"]
+            cache = ["--cache", work / "cache", "--offline", "--no-audit", "--no-fund",
+                     "--no-update-notifier"]
+            ctx.log(f"installing {len(files)} npm packages into {path}")
+            run([*npm, "cache", "add", *files, *cache], env=env, what="filling the npm cache")
+            # Scripts could reach the network or the host; the proxy's tree needs none.
+            run([*npm, "ci", "--ignore-scripts", "--omit=dev", *cache], env=env, cwd=path,
+                what="installing configurable-http-proxy")
+
+
+@dataclass
+class UserEnvStep(Step):
+    """The user environment, in place as TLJH keeps it (admins install packages into it): the
+    verified Miniforge installer (`-u` updates an existing prefix), then the locked pip set."""
+
+    installer: Artifact | None = None
+    target: Target | None = None
+    wheels: venv.WheelSet | None = None
+
+    def execute(self, ctx: Context) -> None:
+        assert self.installer is not None and self.target and self.wheels and ctx.source
+        prefix = ctx.layout.path(L.USER)
+        for _, artifact in self.wheels.wheels:
+            ctx.artifact(artifact)  # verify everything before changing anything
+        (prefix / MARKER).unlink(missing_ok=True)
+        ctx.log(f"running {self.installer.name} into {prefix}")
+        run(["bash", ctx.artifact(self.installer), "-b", "-u", "-p", prefix],
+            what=f"running {self.installer.name}")
+        python = prefix / "bin" / "python"
+        found = venv.probe(str(python))
+        if found.minor != self.target.python_minor:
+            raise TljhLockError(
+                f"{self.installer.name} installed python {found.version}, and the user set is "
+                f"locked for python {self.target.python}",
+                hint="lock the user environment for the installer's python (its targets)")
+        ctx.log(f"installing {len(self.wheels.wheels)} locked wheels into {prefix}")
+        venv.pip_install(python, self.wheels, ctx.source, what="installing the user set",
+                         fresh=False)
+        (prefix / MARKER).write_text(self.key)
 
 
 @dataclass

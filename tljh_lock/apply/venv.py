@@ -85,9 +85,10 @@ class WheelSet:
 
 
 def wheel_set(component: pip_lock.Component, target: Target, source: ArtifactSource,
-              what: str) -> WheelSet:
+              what: str, fallback_installer: Artifact | None = None) -> WheelSet:
     """The locked files for `target`, with sdists and source pins replaced by the wheels the
-    bundle built from them. Pure: nothing is read but the source's list of built wheels."""
+    bundle built from them, and the pip wheel to install them with (the set's own, else
+    `fallback_installer`). Pure: nothing is read but the source's list of built wheels."""
     chosen: list[tuple[str, Artifact]] = []
     installer: Artifact | None = None
     for package in component.packages:
@@ -105,6 +106,8 @@ def wheel_set(component: pip_lock.Component, target: Target, source: ArtifactSou
     for pin in component.sources:
         built = source.built_from_source(pin, f"{what}: source {pin.name} {pin.version}")
         chosen.append((built.name, built))
+    if installer is None and fallback_installer is not None:
+        installer = fallback_installer
     if installer is None:
         raise InputError(
             f"{what}: the locked set has no pip wheel to install with (the server's python "
@@ -119,8 +122,10 @@ def create_venv(python: str, directory: Path) -> None:
     run([python, "-m", "venv", "--without-pip", directory], what=f"creating the venv {directory}")
 
 
-def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str) -> None:
-    """Install exactly `wheels` into the new environment of `env_python`."""
+def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str, *,
+                fresh: bool = True) -> None:
+    """Install exactly `wheels` into the environment of `env_python`: a new one (`fresh`), or
+    one that has packages of its own (the user environment's conda packages)."""
     with tempfile.TemporaryDirectory(prefix="tljh-lock-wheels-") as tmp:
         house = Path(tmp)
         lines = []
@@ -136,7 +141,7 @@ def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what
         run([env_python, installer / "pip", "install", "--no-index", "--require-hashes",
              "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
              # pip would count the pip it runs from (the unpacked wheel) as installed already
-             "--ignore-installed",
+             *(["--ignore-installed"] if fresh else []),
              # bytecode is written on first import instead: compiling here doubles the time
              "--no-compile",
              "--disable-pip-version-check", "-r", house / "requirements.txt"],
