@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tarfile
@@ -184,10 +185,12 @@ def test_nginx_serves_an_unpacked_bundle(
 ) -> None:
     unpacked = tmp_path / "www"
     safe_archive.extract(bundled["bundles"][0], unpacked)
-    os.chmod(unpacked, 0o755)
     port = _free_port()
     conf = tmp_path / "nginx.conf"
+    # As root, nginx's workers would drop to www-data, who cannot enter pytest's 0700 tmp.
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.getuid() == 0 else ""
     conf.write_text(f"""
+{user}
 daemon off;
 pid {tmp_path}/nginx.pid;
 error_log {tmp_path}/error.log;

@@ -34,7 +34,7 @@ MARKERS = {"fx-backport": 'python_version < "3.11"'}
 
 def scenario_lock(facts: dict[str, Any], extra: tuple[Artifact, ...] = ()) -> Lock:
     """A small hub lock over the fixture scenario: wheels, an sdist-only package that builds
-    with `fixture-backend`, a TLJH source pin; `extra` adds wheels of a `fx-blob` package."""
+    with `fixture-backend`, a TLJH source pin; `extra` adds one package per given wheel."""
     files: dict[tuple[str, str], list[Artifact]] = {}
     for name, info in facts["files"].items():
         if name.endswith(".whl"):
@@ -54,8 +54,9 @@ def scenario_lock(facts: dict[str, Any], extra: tuple[Artifact, ...] = ()) -> Lo
     packages = [package(name, version, marker=MARKERS.get(name),
                         build_requires=("fixture-backend",) if name == "fx-otp" else ())
                 for name, version in sorted(PINS.items())]
-    if extra:
-        packages.append(pip_lock.Package("fx-blob", "1.0", wheels=tuple(sorted(extra))))
+    for wheel in extra:
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+        packages.append(pip_lock.Package(str(name), str(version), wheels=(wheel,)))
     tljh = facts["tljh"]
     source = pip_lock.Source(
         tljh["name"], tljh["version"], tljh["archive_url"], tljh["commit"], tljh["tree_hash"],
@@ -203,6 +204,31 @@ def test_oversize_without_length_stops_reading(tmp_path: Path) -> None:
     assert stored(store) == set() and leftovers(store) == []
 
 
+def test_undeclared_size_is_bounded_and_hashed(
+    scenario: tuple[Path, dict[str, Any]], upstream: FixtureUpstream, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Release checksum files give a sha256 but no size: the hash decides, a limit bounds."""
+    wheel = one_wheel(scenario[1])
+    unsized = Artifact(wheel.name, wheel.url, None, wheel.sha256)  # type: ignore[arg-type]
+    store = tmp_path / "store"
+    path = upstream.path_for(wheel.url)
+    upstream.faults[path] = "corrupt"
+    with pytest.raises(IntegrityError, match="size not declared"):
+        fetcher_for(upstream, store).fetch([unsized])
+    monkeypatch.setattr(fetch_module, "MAX_UNDECLARED_BYTES", wheel.size - 1)
+    upstream.faults.clear()
+    with pytest.raises(IntegrityError, match="limit for a file whose size the lock does not"):
+        fetcher_for(upstream, store).fetch([unsized])
+    assert stored(store) == set() and leftovers(store) == []
+    monkeypatch.undo()
+    upstream.faults[path] = "truncate-once"
+    report = fetcher_for(upstream, store).fetch([unsized])
+    assert (report.downloaded, report.resumed, report.bytes) == (1, 1, wheel.size)
+    assert stored(store) == {wheel.sha256}
+    assert fetcher_for(upstream, store).fetch([unsized]).present == 1
+
+
 def test_truncated_download_resumes(
     scenario: tuple[Path, dict[str, Any]], upstream: FixtureUpstream, tmp_path: Path
 ) -> None:
@@ -318,6 +344,31 @@ def test_store_mirror_miss_falls_back_to_canonical(
     fetcher = Fetcher(Store(tmp_path / "store"), MirrorMap.from_pairs(upstream.mirror_map()),
                       [empty.as_uri()], backoff=0)
     assert fetcher.fetch([wheel]).downloaded == 1
+
+
+def test_unreachable_store_mirror_is_tried_once(
+    scenario: tuple[Path, dict[str, Any]], upstream: FixtureUpstream, tmp_path: Path
+) -> None:
+    wheels = [one_wheel(scenario[1], n) for n in scenario[1]["files"] if n.endswith("any.whl")]
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens
+    fetcher = Fetcher(Store(tmp_path / "store"), MirrorMap.from_pairs(upstream.mirror_map()),
+                      [dead], backoff=0, jobs=1)
+    assert fetcher.fetch(wheels).downloaded == len(wheels) > 1
+    assert fetcher.candidates(wheels[0])[0][0] is None  # skipped from then on
+
+
+def test_complete_part_is_verified_without_network(
+    scenario: tuple[Path, dict[str, Any]], upstream: FixtureUpstream, tmp_path: Path
+) -> None:
+    """A download interrupted after its last byte but before the rename."""
+    root, facts = scenario
+    wheel = one_wheel(facts)
+    store = Store(tmp_path / "store")
+    store.ensure_dirs()
+    shutil.copyfile(root / wheel.url.removeprefix("https://"), store.part_path(wheel.sha256))
+    assert fetcher_for(upstream, tmp_path / "store").fetch([wheel]).downloaded == 1
+    assert upstream.requests == []
+    assert stored(tmp_path / "store") == {wheel.sha256}
 
 
 def test_bad_store_mirror_copy_is_not_trusted(

@@ -88,9 +88,13 @@ def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher)
         contents[name] = (entry, data)
         return entry
 
-    def add_stored(sha256: str, size: int) -> None:
+    def add_stored(sha256: str, size: int | None) -> None:
         name = f"sha256/{sha256}"
-        contents[name] = (Entry(name, sha256, size), store.path(sha256))
+        path = store.path(sha256)
+        # Some lock entries have no size (upstream publishes only a checksum): the file's own
+        # size then, checked against its sha256 as it is copied in.
+        contents[name] = (Entry(name, sha256, path.stat().st_size if size is None else size),
+                          path)
 
     lock_entry = add_bytes(LOCK_NAME, lock_bytes)
     with tempfile.TemporaryDirectory(prefix="tljh-lock-pyz-") as tmp:

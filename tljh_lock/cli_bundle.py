@@ -61,8 +61,10 @@ def add_bundle_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
                 "and write one deterministic tar holding the lock, a manifest, the tool itself "
                 "(tljh-lock.pyz) and every artifact of the platform. Prints the bundle's sha256 "
                 "and the lock's. Unpacked, the bundle is a static mirror (--store-mirror).")
-    p.add_argument("--platform", choices=("x86_64", "aarch64", "all"), required=True)
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    p.add_argument("--platform", choices=("x86_64", "aarch64", "all"), required=True,
+                   help="the servers' architecture (all: one bundle for both)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                   help="where to write the bundle (replaced only when complete)")
     _add_common(p)
 
 

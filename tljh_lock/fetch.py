@@ -3,7 +3,8 @@
 Each file is tried from the store mirrors first (`URL/sha256/<hex>`: another store, an unpacked
 bundle), then from its canonical URL through the mirror map. A download stops reading at the
 size the lock declares; an interrupted one is resumed with a Range request; a stalled one times
-out. Only a file whose size and sha256 match enters the store.
+out. Only a file whose size and sha256 match enters the store. (Some upstreams publish a
+checksum but no size: such an artifact is bounded by `MAX_UNDECLARED_BYTES` and its hash.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tljh_lock.store import CHUNK, SourceRecord, Store, disk_full, mismatch
 # bytes and stalls every time must not keep us resuming forever.
 MIN_PROGRESS = 256 * 1024
 MAX_SOURCE_BYTES = 1 << 30  # a source archive has no declared size; refuse absurd ones
+MAX_UNDECLARED_BYTES = 8 << 30  # the same for an artifact whose lock entry has no size
 
 HINT_RETRY = "run fetch again: it resumes where this one stopped"
 
@@ -86,6 +88,7 @@ class Fetcher:
         self._stall_timeout = stall_timeout
         self._pool: Optional[urllib3.PoolManager] = None
         self._pool_lock = threading.Lock()
+        self._unreachable: set[str] = set()  # store mirrors that failed to connect
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -112,7 +115,7 @@ class Fetcher:
         report.present = len(unique) - len(missing)
         if missing:
             self.store.ensure_dirs()
-            bar = self._bar(sum(a.size for a in missing), len(missing))
+            bar = self._bar(sum(a.size or 0 for a in missing), len(missing))
             errors: list[TljhLockError] = []
             try:
                 with ThreadPoolExecutor(max_workers=self.jobs) as pool:
@@ -125,7 +128,7 @@ class Fetcher:
                             continue
                         report.downloaded += 1
                         report.resumed += int(resumed)
-                        report.bytes += artifact.size
+                        report.bytes += self.store.path(artifact.sha256).stat().st_size
             finally:
                 bar.close()
             if errors:
@@ -139,15 +142,18 @@ class Fetcher:
         return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                     desc=f"fetching {count} files", disable=not self.progress, leave=False)
 
-    def candidates(self, artifact: Artifact) -> list[str]:
-        return [f"{m}/sha256/{artifact.sha256}" for m in self.store_mirrors] + [
-            self.mirrors.to_mirror(artifact.url)]
+    def candidates(self, artifact: Artifact) -> list[tuple[str | None, str]]:
+        """(store mirror or None for the canonical URL, URL to GET), in the order to try."""
+        found: list[tuple[str | None, str]] = [
+            (m, f"{m}/sha256/{artifact.sha256}") for m in self.store_mirrors
+            if m not in self._unreachable]
+        return [*found, (None, self.mirrors.to_mirror(artifact.url))]
 
     def _fetch_one(self, artifact: Artifact, bar: Any) -> bool:
         """Download one artifact into the store; True if it resumed a partial transfer."""
         urls = self.candidates(artifact)
         failures: list[str] = []
-        for index, url in enumerate(urls):
+        for index, (store_mirror, url) in enumerate(urls):
             try:
                 return self._download(artifact, url, bar)
             except TljhLockError as exc:
@@ -155,6 +161,9 @@ class Fetcher:
                     if failures:
                         exc.message += "\n  also tried: " + "\n  also tried: ".join(failures)
                     raise
+                if isinstance(exc, _Unreachable) and store_mirror is not None:
+                    # Each try costs the retries' backoff: do not pay it again for every file.
+                    self._unreachable.add(store_mirror)
                 failures.append(exc.message.replace("\n", " "))
         raise AssertionError("unreachable: the canonical URL is always a candidate")
 
@@ -163,10 +172,12 @@ class Fetcher:
         with _locked_part(part) as fh:
             if self.store.has(artifact.sha256, artifact.size):
                 return False  # another process finished it while we waited for the lock
-            sink = _Sink(fh, artifact.size, bar)
+            sink = _Sink(fh, _limit(artifact), bar)
             resumed = sink.offset > 0
             try:
-                if url.startswith("file://"):
+                if sink.offset == artifact.size:
+                    pass  # complete but not yet verified (interrupted just before): check it
+                elif url.startswith("file://"):
                     self._copy_local(artifact, url, sink)
                 else:
                     resumed |= self._get_http(artifact, url, sink)
@@ -185,7 +196,7 @@ class Fetcher:
                     part.unlink(missing_ok=True)
                 raise
             actual = sink.digest.hexdigest()
-            if actual != artifact.sha256 or sink.offset != artifact.size:
+            if actual != artifact.sha256 or sink.offset != (artifact.size or sink.offset):
                 part.unlink(missing_ok=True)
                 raise mismatch(artifact.name, url, artifact.sha256, artifact.size, actual,
                                sink.offset)
@@ -217,7 +228,7 @@ class Fetcher:
                     "GET", url, headers=headers, preload_content=False,
                     retries=self._retries(), timeout=self._timeout)
             except urllib3.exceptions.HTTPError as exc:
-                raise UpstreamError(f"{artifact.name}: cannot fetch {url}: {_reason(exc)}",
+                raise _Unreachable(f"{artifact.name}: cannot fetch {url}: {_reason(exc)}",
                                     hint="check the network or the mirror map") from None
             try:
                 status = response.status
@@ -233,6 +244,9 @@ class Fetcher:
                         return resumed
                     except _Interrupted as exc:
                         reason = _reason(exc.cause, self._stall_timeout)
+                elif (artifact.size is None and status == 416
+                      and response.headers.get("Content-Range") == f"bytes */{offset}"):
+                    return resumed  # the part was complete: nothing more to send
                 elif offset and status in (206, 416):
                     sink.reset()  # our partial file disagrees with the server's: start over
                     reason = f"HTTP {status} to a resume from byte {offset}"
@@ -245,10 +259,14 @@ class Fetcher:
             if failures >= self.attempts:
                 raise UpstreamError(
                     f"{artifact.name}: {url}: the transfer broke off {failures} times "
-                    f"({reason}); {sink.offset} of {artifact.size} bytes kept for a resume",
+                    f"({reason}); {sink.offset} of {_declared(artifact)} bytes kept for a resume",
                     hint=HINT_RETRY)
             resumed = True
             time.sleep(self.backoff * (2 ** min(failures, 5)) if failures else 0)
+
+
+class _Unreachable(UpstreamError):
+    """No response at all (after urllib3's retries), as opposed to a bad one."""
 
 
 class _Interrupted(Exception):
@@ -262,12 +280,12 @@ class _Interrupted(Exception):
 class _Sink:
     """The .part file being written, with the running hash of everything in it."""
 
-    def __init__(self, fh: IO[bytes], size: int, bar: Any) -> None:
+    def __init__(self, fh: IO[bytes], limit: int, bar: Any) -> None:
         self.fh = fh
         self.bar = bar
         self.digest = hashlib.sha256()
         self.offset = fh.seek(0, io.SEEK_END)
-        if self.offset > size:
+        if self.offset > limit:
             self.reset()
         fh.seek(0)
         for chunk in iter(lambda: fh.read(CHUNK), b""):
@@ -288,38 +306,48 @@ class _Sink:
         self.offset = 0
 
 
+def _limit(artifact: Artifact) -> int:
+    return artifact.size if artifact.size is not None else MAX_UNDECLARED_BYTES
+
+
+def _declared(artifact: Artifact) -> str:
+    return str(artifact.size) if artifact.size is not None else "undeclared"
+
+
 def _copy_bounded(artifact: Artifact, url: str, read: Any, sink: _Sink, content_type: str,
                   announced: int | None = None) -> None:
     """Copy until EOF but never past the declared size."""
-    if announced is not None and sink.offset + announced > artifact.size:
+    limit = _limit(artifact)
+    if artifact.size is not None:
+        too_big = f"the {limit} bytes the lock declares"
+    else:
+        too_big = f"{limit} bytes, the limit for a file whose size the lock does not declare"
+    if announced is not None and sink.offset + announced > limit:
         raise IntegrityError(
-            f"{artifact.name}: {url} announces {sink.offset + announced} bytes, the lock "
-            f"declares {artifact.size} (expected sha256 {artifact.sha256}); not downloaded"
+            f"{artifact.name}: {url} announces {sink.offset + announced} bytes, more than "
+            f"{too_big} (expected sha256 {artifact.sha256}); not downloaded"
             + _html_note(content_type),
             hint="the mirror serves a different file; fix or drop that mirror")
     while True:
         try:
-            chunk = read(min(CHUNK, artifact.size - sink.offset + 1))
+            chunk = read(min(CHUNK, limit - sink.offset + 1))
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError,
                 urllib3.exceptions.SSLError, OSError) as exc:
             raise _Interrupted(exc) from None
         if not chunk:
             break
-        if sink.offset + len(chunk) > artifact.size:
+        if sink.offset + len(chunk) > limit:
             raise IntegrityError(
-                f"{artifact.name}: {url} sent more than the {artifact.size} bytes the lock "
-                f"declares (expected sha256 {artifact.sha256}); stopped reading"
+                f"{artifact.name}: {url} sent more than {too_big} "
+                f"(expected sha256 {artifact.sha256}); stopped reading"
                 + _html_note(content_type),
                 hint="the mirror serves a different file; fix or drop that mirror")
         sink.write(chunk)
-    if sink.offset < artifact.size:
-        # A complete response, shorter than the file: not an interruption, a different file.
-        raise IntegrityError(
-            f"{artifact.name}: {url} served a different file than the lock declares\n"
-            f"  expected sha256 {artifact.sha256} ({artifact.size} bytes)\n"
-            f"  actual   sha256 {sink.digest.hexdigest()} ({sink.offset} bytes)"
-            + _html_note(content_type),
-            hint="nothing was stored; check the mirror and fetch again")
+    # The response ended normally: a short body is not an interruption but a different file.
+    actual = sink.digest.hexdigest()
+    if sink.offset < (artifact.size or 0) or (artifact.size is None and actual != artifact.sha256):
+        raise mismatch(artifact.name, url, artifact.sha256, artifact.size, actual, sink.offset,
+                       _html_note(content_type))
 
 
 def _html_note(content_type: str) -> str:

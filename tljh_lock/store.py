@@ -88,12 +88,13 @@ class Store:
     def part_path(self, sha256: str) -> Path:
         return self.root / "tmp" / f"{sha256}.part"
 
-    def has(self, sha256: str, size: int) -> bool:
-        """Present with the declared size; the content was verified when it entered."""
+    def has(self, sha256: str, size: int | None) -> bool:
+        """Present (with the declared size, if any); the content was verified on entry."""
         try:
-            return self.path(sha256).stat().st_size == size
+            actual = self.path(sha256).stat().st_size
         except FileNotFoundError:
             return False
+        return size is None or actual == size
 
     def ensure_dirs(self) -> None:
         for sub in ("sha256", "tmp", "sources", "built"):
@@ -171,12 +172,13 @@ class Store:
         write_json_atomic(self.root / "built" / f"{key}.json", data)
 
 
-def mismatch(name: str, url: str, sha256: str, size: int, actual: str,
-             actual_size: int) -> IntegrityError:
+def mismatch(name: str, url: str, sha256: str, size: int | None, actual: str,
+             actual_size: int, note: str = "") -> IntegrityError:
+    declared = f"{size} bytes" if size is not None else "size not declared"
     return IntegrityError(
         f"{name}: {url} served a different file than the lock declares\n"
-        f"  expected sha256 {sha256} ({size} bytes)\n"
-        f"  actual   sha256 {actual} ({actual_size} bytes)",
+        f"  expected sha256 {sha256} ({declared})\n"
+        f"  actual   sha256 {actual} ({actual_size} bytes){note}",
         hint="nothing was stored; check the mirror (a stale or tampered copy?) and fetch again",
     )
 

@@ -1,7 +1,7 @@
 """`tljh-lock.pyz`: the tool as one file that a server's bare python3 (3.9+) runs.
 
-The archive holds the `tljh_lock` package this interpreter imports (its `.py` files and
-templates) and its pure-Python runtime dependencies, vendored at the top level of the zip so
+The archive holds the `tljh_lock` package this interpreter imports (modules and package data,
+no bytecode) and its pure-Python runtime dependencies, vendored at the top level of the zip so
 they win over whatever the server has installed.
 
 Where the vendored code comes from: the wheels pinned in `VENDORED` below, by URL, size and
@@ -70,10 +70,8 @@ def _package_files() -> dict[str, bytes]:
     found = {}
     for path in package.rglob("*"):
         rel = path.relative_to(package.parent).as_posix()
-        if "__pycache__" in path.parts or path.suffix == ".pyc" or not path.is_file():
-            continue
-        if path.suffix == ".py" or path.parent.name == "templates":
-            found[rel] = path.read_bytes()
+        if "__pycache__" not in path.parts and path.suffix != ".pyc" and path.is_file():
+            found[rel] = path.read_bytes()  # modules and package data (templates) alike
     return found
 
 
