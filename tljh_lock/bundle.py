@@ -18,6 +18,7 @@ Unpacked, a bundle has the store's layout, so any static web server makes it a m
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ from tljh_lock.safe_archive import (
     Entry,
     Manifest,
 )
-from tljh_lock.store import CHUNK, sha256_file
+from tljh_lock.store import CHUNK, disk_full, sha256_file
 
 PLATFORMS = ("x86_64", "aarch64", "all")
 
@@ -120,10 +121,15 @@ def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher)
     members = {MANIFEST_NAME: (Entry(MANIFEST_NAME, "", len(manifest_bytes)), manifest_bytes),
                **contents}
     with _replacing(output) as tmp_path:
-        with tarfile.open(tmp_path, "w", format=tarfile.USTAR_FORMAT) as tar:
-            for name in sorted(members):
-                entry, source = members[name]
-                _add_member(tar, entry, source)
+        try:
+            with tarfile.open(tmp_path, "w", format=tarfile.USTAR_FORMAT) as tar:
+                for name in sorted(members):
+                    entry, source = members[name]
+                    _add_member(tar, entry, source)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(output.parent, str(output)) from None
+            raise
         sha256, size = sha256_file(tmp_path)
     return BundleResult(output, sha256, size, manifest, fetched)
 

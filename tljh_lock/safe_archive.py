@@ -7,12 +7,13 @@ through `tarfile.extract*`, with O_EXCL|O_NOFOLLOW below directory descriptors, 
 directory beside the destination, each checked against its listed sha256; the directory is
 renamed into place only when everything matched, and removed on any refusal.
 
-Stdlib only: the bundle's own zipapp runs this before anything else can be trusted.
+Stdlib only (and `errors`, `store`, which are too): it must run under any bare python3.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tljh_lock.errors import InputError, IntegrityError
+from tljh_lock.errors import InputError, IntegrityError, TljhLockError
+from tljh_lock.store import disk_full
 
 FORMAT = "tljh-lock-bundle"
 FORMAT_VERSION = 1
@@ -198,8 +200,11 @@ def _plan(tar: tarfile.TarFile, where: str) -> tuple[Manifest, dict[str, tarfile
 
 def read_manifest(bundle: Path) -> Manifest:
     """The manifest, after the whole archive passed the header checks (nothing extracted)."""
-    with _open(bundle) as tar:
-        return _plan(tar, str(bundle))[0]
+    try:
+        with _open(bundle) as tar:
+            return _plan(tar, str(bundle))[0]
+    except tarfile.TarError as exc:
+        raise InputError(f"{bundle}: not a readable tar archive: {exc}") from None
 
 
 def _open(bundle: Path) -> tarfile.TarFile:
@@ -217,6 +222,8 @@ def extract(bundle: Path, dest: Path, expect_lock_sha256: str | None = None) -> 
     dest = Path(dest)
     if os.path.lexists(dest):
         raise InputError(f"{dest} already exists; extract into a new directory")
+    if not dest.parent.is_dir():
+        raise InputError(f"{dest.parent}: no such directory to extract into")
     try:
         with _open(bundle) as tar:
             manifest, files = _plan(tar, where)
@@ -234,6 +241,10 @@ def extract(bundle: Path, dest: Path, expect_lock_sha256: str | None = None) -> 
                 raise
     except tarfile.TarError as exc:
         raise InputError(f"{where}: not a readable tar archive: {exc}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise disk_full(dest.parent, f"the contents of {where}") from None
+        raise TljhLockError(f"{where}: cannot extract into {dest}: {exc}") from None
     return manifest
 
 
