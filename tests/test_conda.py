@@ -19,7 +19,7 @@ from tests.upstream.conda_scenarios import (
     publish_channel,
     scenario_packages,
 )
-from tljh_lock import lockfile, runner
+from tljh_lock import conda_lock_kind, lockfile, runner
 from tljh_lock.conda_lock_kind import Component
 from tljh_lock.conda_lock_kind import CondaPackage as LockedPackage
 from tljh_lock.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
@@ -255,3 +255,20 @@ def test_malformed_conda_entries_are_rejected(tljh, channel: Upstream, conda_rec
     result = tljh("check", "--recipes", conda_recipes, "--lock", lock_path)
     assert result.code == EXIT_INPUT
     assert message in result.err
+
+
+def test_check_without_rattler_proves_names_only(tljh, channel: Upstream, conda_recipes: Path,
+                                                 tmp_path: Path, monkeypatch):
+    """A server has no py-rattler: a missing package is still caught, a version is not."""
+    monkeypatch.setattr(conda_lock_kind, "_matcher", lambda: None)
+    lock_path = tmp_path / "tljh.lock.toml"
+    update(tljh, channel, conda_recipes, lock_path)
+    good = list(conda_component(lock_path).packages)
+    bumped = [p if p.name != "fx-tool" else LockedPackage(**{**p.__dict__,
+              "depends": ("fx-python >=3.13",)}) for p in good]
+    reseal(lock_path, bumped)
+    assert tljh("check", "--no-recipes", "--lock", lock_path).code == 0
+    reseal(lock_path, [p for p in good if p.name != "fx-libz"])
+    result = tljh("check", "--no-recipes", "--lock", lock_path)
+    assert result.code == EXIT_FAILURE
+    assert "fx-libz >=1.3 (needed by fx-python 3.12.5) is not pinned" in result.err
