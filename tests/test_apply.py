@@ -444,6 +444,27 @@ def bundle(fixture: Fixture, vendor_store: Path,  # noqa: F811 - the imported fi
                             fetcher).path
 
 
+def zipapp_script(pyz: str) -> str:
+    """`python3 -c` text running apply/verify/status/rollback from the zipapp `pyz`, as cli.main
+    would once cli.py wires them; the zipapp's own modules are what runs."""
+    return f"""\
+import argparse, sys
+sys.path.insert(0, {pyz!r})
+from tljh_lock import cli_apply
+from tljh_lock.errors import TljhLockError
+parser = argparse.ArgumentParser()
+sub = parser.add_subparsers(dest="command")
+for name in ("apply", "verify", "status", "rollback"):
+    getattr(cli_apply, f"add_{{name}}_parser")(sub)
+args = parser.parse_args(sys.argv[1:])
+try:
+    sys.exit(getattr(cli_apply, f"cmd_{{args.command}}")(args))
+except TljhLockError as exc:
+    print(f"tljh-lock: error: {{exc}}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
 def run_offline_from_bundle(bundle: Path, tmp_path: Path,
                             *args: str) -> subprocess.CompletedProcess[str]:
     """`apply --bundle` by the bundle's own zipapp, under the system python3, in a network
@@ -454,23 +475,7 @@ def run_offline_from_bundle(bundle: Path, tmp_path: Path,
             member = tar.extractfile(safe_archive.PYZ_NAME)
             assert member is not None
             pyz.write_bytes(member.read())
-    # cli.py wires these commands (as cli.main does); the zipapp's own modules run here.
-    script = f"""\
-import argparse, sys
-sys.path.insert(0, {str(pyz)!r})
-from tljh_lock import cli_apply
-from tljh_lock.errors import TljhLockError
-parser = argparse.ArgumentParser()
-sub = parser.add_subparsers(dest="command")
-cli_apply.add_apply_parser(sub)
-cli_apply.add_verify_parser(sub)
-args = parser.parse_args(sys.argv[1:])
-try:
-    sys.exit({{"apply": cli_apply.cmd_apply, "verify": cli_apply.cmd_verify}}[args.command](args))
-except TljhLockError as exc:
-    print(exc, file=sys.stderr)
-    sys.exit(exc.exit_code)
-"""
+    script = zipapp_script(str(pyz))
     return subprocess.run(["unshare", "-n", SYSTEM_PYTHON, "-I", "-c", script, *args],
                           capture_output=True, text=True, env={"PATH": os.environ["PATH"],
                                                                "LANG": "C.UTF-8"})

@@ -145,11 +145,8 @@ class ProxyBuild(BuildStep):
                 # npm takes a path for a tarball only by its .tgz name; the store names by hash
                 files.append(work / "tarballs" / f"{artifact.sha256[:16]}-{artifact.name}")
                 files[-1].symlink_to(ctx.artifact(artifact))
-            for name in ("npmrc", "globalnpmrc"):
-                (work / name).write_text("")
-            env = {"HOME": tmp, "NPM_CONFIG_USERCONFIG": str(work / "npmrc"),
-                   "NPM_CONFIG_GLOBALCONFIG": str(work / "globalnpmrc"),
-                   "PATH": f"{node / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
+            # The runner gives npm empty config files; HOME keeps npm's own files in here.
+            env = {"HOME": tmp, "PATH": f"{node / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
             npm = [node / "bin" / "node", node / "lib" / "node_modules" / "npm" / "bin" /
                    "npm-cli.js"]
             cache = ["--cache", work / "cache", "--offline", "--no-audit", "--no-fund",
