@@ -131,8 +131,8 @@ def _template(table: Table, key: str, fields: set[str], default: str | None = No
         used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
     except ValueError as exc:
         table.fail(f"not a valid template: {exc}", key)
-    unknown = used - fields
-    if unknown or "" in used:
+    unknown = used - fields  # includes "" for a positional {}
+    if unknown:
         table.fail(f"unknown placeholder {{{sorted(unknown)[0]}}} (known: "
                    f"{', '.join('{' + f + '}' for f in sorted(fields))})", key)
     return value
