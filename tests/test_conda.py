@@ -147,7 +147,12 @@ def test_pins_stay_until_upgraded(tljh, own_channel: Upstream, conda_recipes: Pa
     recipe.write_text(recipe.read_text() + "# touched\n")
     update(tljh, own_channel, conda_recipes, lock_path)
     assert solution(conda_component(lock_path))["linux-64"]["fx-tool"] == "2.0=pyhd8ed1ab_0"
+    before = tmp_path / "before.lock.toml"
+    before.write_bytes(lock_path.read_bytes())
     update(tljh, own_channel, conda_recipes, lock_path, "-P", "fx-tool")
+    diff = tljh("diff", before, lock_path)
+    assert "fx-tool 2.0@pyhd8ed1ab_0 -> 3.0@pyhd8ed1ab_0" in diff.out
+    assert "fx-libz 1.3.1" not in diff.out
     after = solution(conda_component(lock_path))
     assert after["linux-64"]["fx-tool"] == after["linux-aarch64"]["fx-tool"] == "3.0=pyhd8ed1ab_0"
     assert after["linux-64"]["fx-libz"] == "1.3.1=hb9c8d7e_1"  # not asked to move
