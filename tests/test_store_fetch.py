@@ -306,6 +306,21 @@ def test_several_failures_are_all_reported(
     assert stored(store) == {good.sha256}
 
 
+def test_two_fetches_into_one_store(
+    scenario: tuple[Path, dict[str, Any]], upstream: FixtureUpstream, tmp_path: Path
+) -> None:
+    """Two runs at once (two cron jobs, say) share the store: each file is written once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    artifacts = scenario_lock(scenario[1]).artifacts(None)
+    store = tmp_path / "store"
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: fetcher_for(upstream, store).fetch(artifacts), "ab"))
+    assert sum(r.downloaded for r in reports) >= len(artifacts)
+    assert stored(store) == {a.sha256 for a in artifacts} and leftovers(store) == []
+    assert fetcher_for(upstream, store).fetch(artifacts).present == len(artifacts)
+
+
 # --- store mirrors ----------------------------------------------------------------------------
 
 

@@ -171,7 +171,11 @@ class Fetcher:
         part = self.store.part_path(artifact.sha256)
         with _locked_part(part) as fh:
             if self.store.has(artifact.sha256, artifact.size):
-                return False  # another process finished it while we waited for the lock
+                # Another process finished it while we waited; the part we hold is a new,
+                # empty one (the finished one was renamed into the store).
+                if fh.seek(0, io.SEEK_END) == 0:
+                    part.unlink(missing_ok=True)
+                return False
             sink = _Sink(fh, _limit(artifact), bar)
             resumed = sink.offset > 0
             try:
