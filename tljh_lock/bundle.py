@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import tarfile
 import tempfile
@@ -41,7 +40,7 @@ from tljh_lock.safe_archive import (
     Entry,
     Manifest,
 )
-from tljh_lock.store import CHUNK, disk_full, sha256_file
+from tljh_lock.store import CHUNK, disk_full, json_bytes, sha256_file
 
 PLATFORMS = ("x86_64", "aarch64", "all")
 
@@ -59,10 +58,6 @@ class BundleResult:
                 "lock_sha256": self.manifest.lock.sha256, "platform": self.manifest.platform,
                 "members": len(self.manifest.members) + 1, "built": len(self.manifest.built),
                 "fetch": self.fetched.to_dict()}
-
-
-def _json_bytes(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
 def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher) -> BundleResult:
@@ -98,8 +93,7 @@ def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher)
                           path)
 
     lock_entry = add_bytes(LOCK_NAME, lock_bytes)
-    with tempfile.TemporaryDirectory(prefix="tljh-lock-pyz-") as tmp:
-        add_bytes(PYZ_NAME, zipapp.build(store, Path(tmp) / PYZ_NAME))
+    add_bytes(PYZ_NAME, zipapp.build(store))
     for artifact in lock.artifacts(arch):
         add_stored(artifact.sha256, artifact.size)
     sources = {}
@@ -107,7 +101,7 @@ def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher)
         add_stored(record.sha256, record.size)
         key = f"{record.name}-{record.commit}"
         sources[key] = record.to_dict()
-        add_bytes(f"sources/{key}.json", _json_bytes(record.to_dict()))
+        add_bytes(f"sources/{key}.json", json_bytes(record.to_dict()))
     for item in built:
         add_stored(item.wheel.sha256, item.wheel.size)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tljh_lock.errors import InputError, IntegrityError, TljhLockError
-from tljh_lock.store import disk_full
+from tljh_lock.store import disk_full, json_bytes
 
 FORMAT = "tljh-lock-bundle"
 FORMAT_VERSION = 1
@@ -74,7 +74,7 @@ class Manifest:
         }
 
     def dumps(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+        return json_bytes(self.to_dict())
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest:

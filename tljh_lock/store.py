@@ -183,9 +183,14 @@ def mismatch(name: str, url: str, sha256: str, size: int | None, actual: str,
     )
 
 
+def json_bytes(data: dict[str, Any]) -> bytes:
+    """The one JSON form of records and manifests: sorted, indented, stable across runs."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     with _temporary(path.parent, path.name) as (tmp, out):
-        out.write(json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+        out.write(json_bytes(data))
         out.flush()
         os.fsync(out.fileno())
         os.replace(tmp, path)

@@ -91,8 +91,8 @@ def _wheel_files(store: Store) -> dict[str, bytes]:
     return found
 
 
-def build(store: Store, output: Path) -> bytes:
-    """Write the zipapp to `output`; returns its bytes (for the bundle's hash)."""
+def build(store: Store) -> bytes:
+    """The zipapp's bytes."""
     entries = {**_wheel_files(store), **_package_files(), "__main__.py": MAIN}
     buffer = io.BytesIO()
     buffer.write(SHEBANG)
@@ -102,10 +102,7 @@ def build(store: Store, output: Path) -> bytes:
             info.create_system = 3  # unix, so that the mode below is honoured
             info.external_attr = 0o100644 << 16
             archive.writestr(info, entries[name])
-    data = buffer.getvalue()
-    output.write_bytes(data)
-    output.chmod(0o755)
-    return data
+    return buffer.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.prefetch:
         Fetcher(store, mirrors.from_options(None, args.mirror)).fetch(VENDORED)
     if args.output:
-        build(store, args.output)
+        args.output.write_bytes(build(store))
+        args.output.chmod(0o755)
     return 0
 
 
