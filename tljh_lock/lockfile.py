@@ -34,7 +34,9 @@ class Artifact:
 
     name: str
     url: str
-    size: int
+    # None where upstream publishes no size next to its checksums (a release's .sha256
+    # files): a networked run and one through a checksum-only mirror must lock the same.
+    size: int | None
     sha256: str
 
     @classmethod
@@ -42,13 +44,16 @@ class Artifact:
         return cls(
             name=table.file_name("name"),
             url=table.url("url"),
-            size=table.int("size"),
+            size=table.int("size", optional=True),
             sha256=table.sha256("hashes"),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, "size": self.size,
-                "hashes": {"sha256": self.sha256}}
+        data: dict[str, Any] = {"name": self.name, "url": self.url}
+        if self.size is not None:
+            data["size"] = self.size
+        data["hashes"] = {"sha256": self.sha256}
+        return data
 
 
 class Component(Protocol):

@@ -52,20 +52,15 @@ class ReleaseFile:
         arch = table.str("arch")
         if arch not in ARCHES:
             table.fail(f"unknown arch {arch!r} (expected one of {', '.join(ARCHES)})", "arch")
-        size = table.int("size", optional=True)
-        if size == 0:
+        if table.data.get("size") == 0:
             table.fail("an empty file is not a release artifact", "size")
         top_dir = table.str("top-dir", optional=True)
         if top_dir is not None and ("/" in top_dir or top_dir in (".", "..")):
             table.fail(f"{top_dir!r} is not a single folder name", "top-dir")
-        artifact = Artifact(name=table.file_name("name"), url=table.url("url"), size=size,
-                            sha256=table.sha256("hashes"))
-        return cls(arch, artifact, top_dir)
+        return cls(arch, Artifact.from_table(table), top_dir)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"arch": self.arch, **self.artifact.to_dict()}
-        if self.artifact.size is None:
-            del data["size"]
         if self.top_dir:
             data["top-dir"] = self.top_dir
         return data

@@ -66,7 +66,9 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
             assert old is not None
             components[name] = old
             continue
-        components[name] = resolve_component(recipe, recipe_set.targets, client, old,
+        # `-P <component>` asks for a fresh resolution of the whole component.
+        components[name] = resolve_component(recipe, recipe_set.targets, client,
+                                             None if name in wanted else old,
                                              wanted - {name}, components)
         resolved.append(name)
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
