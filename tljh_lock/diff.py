@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
-from tljh_lock.lockfile import Lock
+from tljh_lock.lockfile import Artifact, Lock
 
 
 @dataclass
@@ -52,9 +52,11 @@ def diff_locks(old: Lock, new: Lock) -> dict[str, ComponentChanges]:
             else:
                 changes.downgraded.append(line)
         if name in old.components and name in new.components:
-            old_files = {f.name: f for f in old.components[name].files()}
+            old_files: dict[str, list[Artifact]] = {}
+            for file in old.components[name].files():
+                old_files.setdefault(file.name, []).append(file)
             for file in new.components[name].files():
-                was = old_files.get(file.name)
+                was = _same_file(file, old_files.get(file.name, []))
                 if was and (was.sha256 != file.sha256 or was.size != file.size):
                     changes.hash_warnings.append(
                         f"{file.name}: sha256 {was.sha256} -> {file.sha256} for the same version"
@@ -62,6 +64,15 @@ def diff_locks(old: Lock, new: Lock) -> dict[str, ComponentChanges]:
         if not changes.empty():
             result[name] = changes
     return result
+
+
+def _same_file(file: Artifact, candidates: list[Artifact]) -> Artifact | None:
+    """The old record of `file`: by name, or by URL where one name lives in several places
+    (a conda package in each platform's subdir). PyPI URLs embed the hash, so matching them
+    by URL alone would hide exactly the change this warns about."""
+    if len(candidates) == 1:
+        return candidates[0]
+    return next((c for c in candidates if c.url == file.url), None)
 
 
 _SECTIONS = ("added", "removed", "upgraded", "downgraded", "changed")
