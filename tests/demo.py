@@ -2,7 +2,8 @@
 
 A fixture upstream (tests/upstream) stands in for PyPI and GitHub on 127.0.0.1; the demo
 recipe set (tests/recipes) points at their canonical URLs and a mirror map sends the fetches
-to the fixture. recipes -> lock -> check, printing a summary of the lock.
+to the fixture. recipes -> lock -> check, printing a summary of the lock: the hub pip set,
+the user environment (pip and conda), traefik, Miniforge, Node.js and configurable-http-proxy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import sys
 from pathlib import Path
 
 from tests.upstream import FixtureUpstream, generate_hub_scenario
+from tests.upstream.conda_scenarios import generate_conda_scenario
+from tests.upstream.npm_scenarios import generate_npm_scenario
+from tests.upstream.release_scenarios import generate_release_scenario
+from tests.upstream.user_env_scenarios import generate_user_env_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "build" / "demo"
@@ -29,7 +34,9 @@ def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
     upstream = OUT / "upstream"
-    generate_hub_scenario(upstream)
+    for generate in (generate_hub_scenario, generate_user_env_scenario, generate_conda_scenario,
+                     generate_release_scenario, generate_npm_scenario):
+        generate(upstream)
     lock = OUT / "tljh.lock.toml"
     with FixtureUpstream(upstream) as server:
         mirrors = OUT / "mirrors.toml"
