@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The content-addressed store lives in the project: `make demo` changes nothing outside it.
+export TLJH_LOCK_STORE := $(CURDIR)/build/store
 # This machine's (and many machines') pip configuration leaks into installs: ignore it.
 PIP_ENV := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT \
 	PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -22,6 +24,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_ENV) $(BIN)/pip install -q --upgrade pip
 	$(PIP_ENV) $(BIN)/pip install -q -e '.[dev]'
+	# the pure-Python wheels each bundle's zipapp vendors, so that later builds work offline
+	$(BIN)/python -m tljh_lock.zipapp --prefetch
 	touch $@
 
 demo: $(STAMP)

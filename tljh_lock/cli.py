@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tljh_lock import __version__, lockfile, mirrors
+from tljh_lock import __version__, cli_apply, cli_bundle, lockfile, mirrors
 from tljh_lock.errors import EXIT_FAILURE, EXIT_OK, TljhLockError
 from tljh_lock.export import FORMATS as export_formats
 
@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--component", help="component to export, for formats that take one "
                    "(pylock: default hub)")
     p.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
+
+    cli_bundle.add_fetch_parser(sub)
+    cli_bundle.add_bundle_parser(sub)
+    cli_apply.add_apply_parser(sub)
+    cli_apply.add_verify_parser(sub)
+    cli_apply.add_status_parser(sub)
+    cli_apply.add_rollback_parser(sub)
     return parser
 
 
@@ -178,7 +185,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"update": cmd_update, "check": cmd_check, "diff": cmd_diff, "export": cmd_export}
+COMMANDS = {
+    "update": cmd_update, "check": cmd_check, "diff": cmd_diff, "export": cmd_export,
+    "fetch": cli_bundle.cmd_fetch, "bundle": cli_bundle.cmd_bundle,
+    "apply": cli_apply.cmd_apply, "verify": cli_apply.cmd_verify,
+    "status": cli_apply.cmd_status, "rollback": cli_apply.cmd_rollback,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

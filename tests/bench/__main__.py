@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 
-from tests.bench import bench_update
+from tests.bench import bench_fetch, bench_update
 
 
 def main() -> None:
@@ -13,6 +13,8 @@ def main() -> None:
           f"python {platform.python_version()}\n")
     print("## update: the real hub recipe against the real PyPI, cold caches\n")
     print(bench_update.report(bench_update.main()))
+    print("\n## fetch: from a local mirror, against curl copying the same bytes\n")
+    print(bench_fetch.report(bench_fetch.main()))
 
 
 if __name__ == "__main__":

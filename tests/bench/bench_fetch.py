@@ -26,22 +26,6 @@ from tljh_lock.lockfile import Artifact
 REPO = Path(__file__).resolve().parents[2]
 BLOBS = [1 << 20] * 16 + [8 << 20] * 2  # 32 MiB in 18 files, besides the scenario's own
 ROUNDS = 3
-# `fetch` as cli.py wires it (in case it is not wired yet: the same parser functions).
-FETCH = """\
-import argparse, sys
-from tljh_lock import cli, cli_bundle
-original = cli.build_parser
-def build_parser():
-    parser = original()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "fetch" not in sub.choices:
-        cli_bundle.add_fetch_parser(sub)
-    return parser
-cli.build_parser = build_parser
-cli.COMMANDS.setdefault("fetch", cli_bundle.cmd_fetch)
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
 
 def _blobs(root: Path) -> list[Artifact]:
     rng = random.Random(0)  # incompressible, and the same every run
@@ -98,14 +82,14 @@ def main() -> list[tuple[str, float]]:
                     store = work / f"store-{jobs}-{round_}"
                     timings.setdefault(f"tljh-lock fetch --jobs {jobs} (bounded, hashed, "
                                        "fsynced)", []).append(_timed(
-                        [sys.executable, "-c", FETCH, "-q", "fetch", "--lock",
+                        [sys.executable, "-m", "tljh_lock", "-q", "fetch", "--lock",
                          str(work / "tljh.lock.toml"), "--store", str(store),
                          "--jobs", str(jobs), *mirrors], work))
                     _same_bytes(store / "sha256", artifacts)
                     if jobs == 1:  # again, all present: what is left is the fixed cost
                         timings.setdefault("tljh-lock fetch, store already full (start-up, "
                                            "lock parsing, file selection)", []).append(_timed(
-                            [sys.executable, "-c", FETCH, "-q", "fetch", "--lock",
+                            [sys.executable, "-m", "tljh_lock", "-q", "fetch", "--lock",
                              str(work / "tljh.lock.toml"), "--store", str(store), *mirrors],
                             work))
                     shutil.rmtree(out)
