@@ -236,7 +236,7 @@ class _Builder:
 def _check_installable(item: _Input, wheel: Artifact) -> None:
     tags = parse_wheel_filename(wheel.name)[3]
     for target in item.targets:
-        if not tags & target.tag_set():
+        if not tags & target.tag_rank().keys():
             raise TljhLockError(
                 f"{item.name} builds {wheel.name}, which does not install on {target.name}",
                 hint="compiled code: lock wheels for this package instead of its sdist")

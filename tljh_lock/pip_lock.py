@@ -122,7 +122,7 @@ class Package:
 
     def wheel_for(self, target: Target) -> Artifact | None:
         """The wheel pip would pick on `target`: the one whose best tag ranks highest."""
-        rank = {tag: index for index, tag in enumerate(target.supported_tags())}  # pip's order
+        rank = target.tag_rank()
         best: tuple[int, Artifact] | None = None
         for wheel in self.wheels:
             tags: frozenset[Tag] = parse_wheel_filename(wheel.name)[3]

@@ -229,7 +229,7 @@ def collect_one(recipe: PipRecipe, pin: Pin, targets: list[Target], client: Clie
     if not files:
         raise UpstreamError(f"{where}: the index lists no files for this version")
     probe = Package(pin.name, pin.version, pin.marker, requires_python=files[0].requires_python)
-    tag_sets = [t.tag_set() for t in targets if probe.applies_to(t)]
+    tag_sets = [t.tag_rank().keys() for t in targets if probe.applies_to(t)]
     wheels = sorted(
         (f for f in files if f.is_wheel
          and any(parse_wheel_filename(f.artifact.name)[3] & tags for tags in tag_sets)),

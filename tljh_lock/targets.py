@@ -76,16 +76,17 @@ class Target:
             *compatible_tags(version, interpreter="cp{}{}".format(*version), platforms=platforms),
         ]
 
-    def tag_set(self) -> frozenset[Tag]:
-        return _tag_set(self)
+    def tag_rank(self) -> dict[Tag, int]:
+        """Supported tags with pip's preference order (lower is better)."""
+        return _tag_rank(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "python": self.python, "glibc": self.glibc, "arch": self.arch}
 
 
 @functools.cache
-def _tag_set(target: Target) -> frozenset[Tag]:
-    return frozenset(target.supported_tags())
+def _tag_rank(target: Target) -> dict[Tag, int]:
+    return {tag: index for index, tag in enumerate(target.supported_tags())}
 
 
 def default_targets() -> list[Target]:
