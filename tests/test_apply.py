@@ -4,6 +4,7 @@ a fake traefik and a fake Node.js release."""
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import io
@@ -23,7 +24,7 @@ from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tests.upstream.artifacts import build_wheel
 from tests.upstream.npm_scenarios import generate_npm_scenario
-from tljh_lock import cli, lockfile, pip_lock, release_lock, safe_archive
+from tljh_lock import cli, cli_apply, lockfile, pip_lock, release_lock, safe_archive
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource
@@ -33,7 +34,7 @@ from tljh_lock.errors import EXIT_INTEGRITY, IntegrityError, TljhLockError
 from tljh_lock.fetch import Fetcher
 from tljh_lock.lockfile import Artifact, Lock
 from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import Store
+from tljh_lock.store import SourceRecord, Store
 from tljh_lock.targets import Target
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -208,6 +209,13 @@ done
         locks[label].write_text(lock.dumps())
         lockfile.load(locks[label])  # what apply reads must parse
     sources = {f"{source.name}-{source.commit}": tljh["sha256"]}
+    # the store's records of them, as `bundle` leaves them (for `apply --store`)
+    records = Store(store)
+    for input_sha256, wheel in built.items():
+        records.record_built(input_sha256, {"name": wheel.name, "sha256": wheel.sha256,
+                                            "size": wheel.size, "source-sha256": input_sha256})
+    records.record_source(SourceRecord(source.name, source.commit, source.tree_hash,
+                                       tljh["sha256"], tljh["size"]))
     return Fixture(store, built, sources, locks, target, upstream)
 
 
@@ -524,3 +532,38 @@ def test_corrupted_bundle_changes_nothing(bundle: Path, root: Path, tmp_path: Pa
     assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert victim.sha256 in result.stderr
     assert snapshot(root) == before
+
+
+def test_command_line(fixture: Fixture, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    for name in ("apply", "verify", "status", "rollback"):
+        getattr(cli_apply, f"add_{name}_parser")(sub)
+
+    def run(*argv: str | Path) -> tuple[int, str, str]:
+        args = parser.parse_args([str(a) for a in argv])
+        code = getattr(cli_apply, f"cmd_{args.command}")(args)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    where = ["--root", root]
+    store = ["--lock", fixture.locks["old"], "--store", fixture.store]
+    code, out, _ = run("apply", "--dry-run", *where, *store)
+    assert code == 0 and "[run ] hub: hub environment" in out
+    assert "file:/etc/sudoers.d/jupyterhub-admins: /etc/sudoers.d/jupyterhub-admins mode 0440 " \
+           "sha256 " in out
+    assert not (root / "opt").exists()
+    code, out, _ = run("apply", *where, *store)
+    assert code == 0 and out.startswith("generation 1 (lock sha256 ")
+    code, out, _ = run("status", *where)
+    assert code == 0 and "generation 1 since" in out and "fx-hub" not in out
+    assert json.loads(run("status", "--json", *where)[1])["current"]["number"] == 1
+    assert run("verify", *where)[0] == 0
+    unit = root / "etc/systemd/system/traefik.service"
+    unit.chmod(0o666)
+    code, _, err = run("verify", *where)
+    assert code == 1 and "drift: /etc/systemd/system/traefik.service: mode 0666" in err
+    code, _, _ = run("apply", *where, "--lock", fixture.locks["new"], "--store", fixture.store)
+    assert code == 0 and unit.stat().st_mode & 0o777 == 0o644
+    code, out, _ = run("rollback", *where)
+    assert code == 0 and out.startswith("rolled back to generation 1")

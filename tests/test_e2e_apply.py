@@ -248,3 +248,11 @@ def test_apply_on_a_booted_debian(e2e_rootfs: Path, e2e_workdir: Path,
         assert refused.returncode == EXIT_FAILURE and "older" in refused.stderr
         assert json.loads(tljh_lock(m, "status", "--json").stdout)["current"]["number"] == 2
         wait_for_hub(m)
+
+        # the way back is a rollback: the previous generation's directories, restarted
+        tljh_lock(m, "rollback")
+        assert json.loads(tljh_lock(m, "status", "--json").stdout)["current"]["number"] == 1
+        assert wait_for_hub(m)["version"] == installed
+        assert "2.0.0" in m.run(["/opt/tljh/hub/bin/python3", "-m", "pip", "show",
+                                 "the-littlest-jupyterhub"]).stdout
+        assert tljh_lock(m, "verify").returncode == 0

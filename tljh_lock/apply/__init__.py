@@ -1,6 +1,30 @@
 """The applier: turn a lock (and the verified artifacts it names) into an installed TLJH.
 
-`plan` looks at the lock, the recorded state and the target root and lists the steps, each keyed
-by the hash of its inputs; `engine` runs the steps that are not done yet. Every path goes through
-a `Layout` (the `--root` prefix), every subprocess through `tljh_lock.runner.run`.
+`plan.plan_apply` looks at the lock and the target root and lists the steps, each keyed by the
+hash of its inputs and judged done by what is on disk; `engine` runs the steps that are not
+done, under an exclusive flock, saving the state after each one. Every path goes through a
+`Layout` (the `--root` prefix), every subprocess through `tljh_lock.runner.run`.
+
+What goes where (below --root):
+
+    /opt/tljh/hub -> hub.<key>      venv of the system python3 + the locked hub set + traefik
+    /opt/tljh/node -> node.<key>    Node.js, unpacked from the verified release tarball
+    /opt/tljh/proxy -> proxy.<key>  configurable-http-proxy, `npm ci --offline`
+    /opt/tljh/user                  Miniforge (in place, as TLJH keeps it) + the user pip set
+    /opt/tljh/state/                state.json, generations/<n>.lock.toml, apply.lock,
+                                    proxy.env (0600), jupyterhub_config.py, traefik*.toml
+    /etc/systemd/system/{jupyterhub,configurable-http-proxy,traefik}.service (enabled)
+    /etc/sudoers.d/jupyterhub-admins, /usr/bin/tljh-config -> /opt/tljh/hub/bin/tljh-config
+    groups jupyterhub-users, jupyterhub-admins
+
+A built directory is named by its key and marked complete last (`.tljh-lock-key`), so an
+interrupted build is redone and a finished one reused; the links switch with one rename
+each, after everything is built, so a failed apply leaves the previous generation in use.
+
+Generations: an apply that changes the lock or a directory records generation n+1; `rollback`
+makes the previous one current again (its directories are kept: the last three generations'
+survive garbage collection). Downgrades: a lock is older than the current one when a version
+that users see (jupyterhub, the-littlest-jupyterhub, traefik, nodejs, configurable-http-proxy)
+is lower than in the current generation, or when it is the lock of an earlier generation; such
+an apply is refused without `--allow-downgrade`.
 """

@@ -129,6 +129,7 @@ def existing_groups(layout: Layout) -> set[str]:
 def add_group(layout: Layout, name: str) -> None:
     argv = ["groupadd"]
     if not layout.is_live:
+        layout.path("/etc").mkdir(parents=True, exist_ok=True)  # groupadd creates the files
         argv += ["--prefix", str(layout.root.resolve())]
     run([*argv, name], what=f"adding group {name}")
 
