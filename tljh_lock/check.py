@@ -54,6 +54,7 @@ def check(lock: Lock, recipes: RecipeSet | None) -> Report:
     if recipes is not None:
         report.stale = freshness(lock, recipes)
         report.problems += same_version_problems(lock, recipes)
+    report.problems += node_problems(lock)
     for name, component in sorted(lock.components.items()):
         if isinstance(component, pip_lock.Component):
             for target in component.applicable_targets(lock.targets):
@@ -91,6 +92,19 @@ def same_version_problems(lock: Lock, recipes: RecipeSet) -> list[str]:
                                 f"{rule.component}'s {version} (same-version in "
                                 f"recipes/{recipe.file})")
     return problems
+
+
+def node_problems(lock: Lock) -> list[str]:
+    """npm trees were checked against one Node.js: the one the lock installs."""
+    nodejs = lock.components.get("nodejs")
+    if nodejs is None:
+        return []
+    return [
+        f"{name}: its packages' engines were checked against Node.js {component.node}, but "
+        f"the lock installs Node.js {nodejs.version} (component nodejs)"
+        for name, component in sorted(lock.components.items())
+        if component.kind == "npm" and component.node != nodejs.version  # type: ignore[attr-defined]
+    ]
 
 
 def prove_pip(component: pip_lock.Component, target: Target) -> tuple[int, list[str]]:
