@@ -4,7 +4,6 @@ a fake traefik and a fake Node.js release."""
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import io
@@ -24,13 +23,13 @@ from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tests.upstream.artifacts import build_wheel
 from tests.upstream.npm_scenarios import generate_npm_scenario
-from tljh_lock import cli, cli_apply, lockfile, pip_lock, release_lock, safe_archive
+from tljh_lock import cli, lockfile, pip_lock, release_lock, safe_archive
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.apply.unpack import unpack_tree
 from tljh_lock.bundle import write_bundle
-from tljh_lock.errors import EXIT_INTEGRITY, IntegrityError, TljhLockError
+from tljh_lock.errors import EXIT_INPUT, EXIT_INTEGRITY, IntegrityError, TljhLockError
 from tljh_lock.fetch import Fetcher
 from tljh_lock.lockfile import Artifact, Lock
 from tljh_lock.mirrors import MirrorMap
@@ -225,8 +224,11 @@ def _npm_component(base: Path, upstream: Path, store: Path) -> lockfile.Componen
     facts = generate_npm_scenario(upstream)
     recipes = base / "npm-recipes"
     recipes.mkdir()
-    for name in ("targets", "configurable-http-proxy"):
-        shutil.copyfile(TEST_RECIPES / f"{name}.toml", recipes / f"{name}.toml")
+    shutil.copyfile(TEST_RECIPES / "targets.toml", recipes / "targets.toml")
+    # alone: its `node` pins what engines are checked against, the fake Node.js is not locked
+    chp = (TEST_RECIPES / "configurable-http-proxy.toml").read_text()
+    (recipes / "configurable-http-proxy.toml").write_text(
+        "\n".join(line for line in chp.splitlines() if not line.startswith("after =")))
     with FixtureUpstream(upstream) as server:
         mirrors = [f"--mirror={c}={m}" for c, m in sorted(server.mirror_map().items())]
         assert cli.main(["-q", "update", "--recipes", str(recipes), "--lock",
@@ -396,6 +398,8 @@ def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Pa
     # a re-run with good artifacts completes it
     outcome = apply(fixture, root, "new")
     assert outcome.generation == 2
+    # a new lock changes only what changed: the hub set, and the link to it
+    assert outcome.ran == ["hub", "link:/opt/tljh/hub"]
     assert os.readlink(root / "opt/tljh/hub") != hub_before
     assert engine.verify(Layout(root)) == []
 
@@ -452,27 +456,6 @@ def bundle(fixture: Fixture, vendor_store: Path,  # noqa: F811 - the imported fi
                             fetcher).path
 
 
-def zipapp_script(pyz: str) -> str:
-    """`python3 -c` text running apply/verify/status/rollback from the zipapp `pyz`, as cli.main
-    would once cli.py wires them; the zipapp's own modules are what runs."""
-    return f"""\
-import argparse, sys
-sys.path.insert(0, {pyz!r})
-from tljh_lock import cli_apply
-from tljh_lock.errors import TljhLockError
-parser = argparse.ArgumentParser()
-sub = parser.add_subparsers(dest="command")
-for name in ("apply", "verify", "status", "rollback"):
-    getattr(cli_apply, f"add_{{name}}_parser")(sub)
-args = parser.parse_args(sys.argv[1:])
-try:
-    sys.exit(getattr(cli_apply, f"cmd_{{args.command}}")(args))
-except TljhLockError as exc:
-    print(f"tljh-lock: error: {{exc}}", file=sys.stderr)
-    sys.exit(exc.exit_code)
-"""
-
-
 def run_offline_from_bundle(bundle: Path, tmp_path: Path,
                             *args: str) -> subprocess.CompletedProcess[str]:
     """`apply --bundle` by the bundle's own zipapp, under the system python3, in a network
@@ -483,8 +466,7 @@ def run_offline_from_bundle(bundle: Path, tmp_path: Path,
             member = tar.extractfile(safe_archive.PYZ_NAME)
             assert member is not None
             pyz.write_bytes(member.read())
-    script = zipapp_script(str(pyz))
-    return subprocess.run(["unshare", "-n", SYSTEM_PYTHON, "-I", "-c", script, *args],
+    return subprocess.run(["unshare", "-n", SYSTEM_PYTHON, "-I", pyz, *args],
                           capture_output=True, text=True, env={"PATH": os.environ["PATH"],
                                                                "LANG": "C.UTF-8"})
 
@@ -509,6 +491,9 @@ def test_apply_from_bundle_without_network(bundle: Path, root: Path, tmp_path: P
     assert json.loads(again.stdout)["ran"] == []
     assert time.monotonic() - started < 2.0
     assert run_offline_from_bundle(bundle, tmp_path, "verify", "--root", str(root)).returncode == 0
+    status = run_offline_from_bundle(bundle, tmp_path, "status", "--json", "--root", str(root))
+    assert json.loads(status.stdout)["current"]["lock-sha256"] == \
+        safe_archive.read_manifest(bundle).lock.sha256
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -534,36 +519,28 @@ def test_corrupted_bundle_changes_nothing(bundle: Path, root: Path, tmp_path: Pa
     assert snapshot(root) == before
 
 
-def test_command_line(fixture: Fixture, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    for name in ("apply", "verify", "status", "rollback"):
-        getattr(cli_apply, f"add_{name}_parser")(sub)
-
-    def run(*argv: str | Path) -> tuple[int, str, str]:
-        args = parser.parse_args([str(a) for a in argv])
-        code = getattr(cli_apply, f"cmd_{args.command}")(args)
-        out, err = capsys.readouterr()
-        return code, out, err
-
+def test_command_line(fixture: Fixture, root: Path, tljh) -> None:  # type: ignore[no-untyped-def]
     where = ["--root", root]
     store = ["--lock", fixture.locks["old"], "--store", fixture.store]
-    code, out, _ = run("apply", "--dry-run", *where, *store)
-    assert code == 0 and "[run ] hub: hub environment" in out
+    result = tljh("apply", "--dry-run", *where, *store)
+    assert result.code == 0 and "[run ] hub: hub environment" in result.out
     assert "file:/etc/sudoers.d/jupyterhub-admins: /etc/sudoers.d/jupyterhub-admins mode 0440 " \
-           "sha256 " in out
+           "sha256 " in result.out
     assert not (root / "opt").exists()
-    code, out, _ = run("apply", *where, *store)
-    assert code == 0 and out.startswith("generation 1 (lock sha256 ")
-    code, out, _ = run("status", *where)
-    assert code == 0 and "generation 1 since" in out and "fx-hub" not in out
-    assert json.loads(run("status", "--json", *where)[1])["current"]["number"] == 1
-    assert run("verify", *where)[0] == 0
+    result = tljh("apply", *where, *store)
+    assert result.code == 0 and result.out.startswith("generation 1 (lock sha256 ")
+    result = tljh("status", *where)
+    assert result.code == 0 and "generation 1 since" in result.out
+    assert json.loads(tljh("status", "--json", *where).out)["current"]["number"] == 1
+    assert tljh("verify", *where).code == 0
     unit = root / "etc/systemd/system/traefik.service"
     unit.chmod(0o666)
-    code, _, err = run("verify", *where)
-    assert code == 1 and "drift: /etc/systemd/system/traefik.service: mode 0666" in err
-    code, _, _ = run("apply", *where, "--lock", fixture.locks["new"], "--store", fixture.store)
-    assert code == 0 and unit.stat().st_mode & 0o777 == 0o644
-    code, out, _ = run("rollback", *where)
-    assert code == 0 and out.startswith("rolled back to generation 1")
+    result = tljh("verify", *where)
+    assert result.code == 1
+    assert "drift: /etc/systemd/system/traefik.service: mode 0666" in result.err
+    result = tljh("apply", *where, "--lock", fixture.locks["new"], "--store", fixture.store)
+    assert result.code == 0 and unit.stat().st_mode & 0o777 == 0o644
+    result = tljh("rollback", *where)
+    assert result.code == 0 and result.out.startswith("rolled back to generation 1")
+    result = tljh("apply", *where, *store, "--bundle", fixture.store)
+    assert result.code == EXIT_INPUT and "takes no --store" in result.err
