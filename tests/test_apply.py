@@ -395,8 +395,13 @@ def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Pa
     assert os.readlink(root / "opt/tljh/hub") == hub_before
     assert engine.status(Layout(root))["current"]["number"] == 1
     assert engine.verify(Layout(root)) == []
+    # a run killed midway leaves a half-built directory without its marker
+    half = root / "opt/tljh" / apply(fixture, root, "new", dry_run=True).plan.dirs["hub"]
+    (half / "bin").mkdir(parents=True)
+    (half / "bin/python3").write_text("half written")
     # a re-run with good artifacts completes it
     outcome = apply(fixture, root, "new")
+    assert (half / "bin/python3").is_symlink()
     assert outcome.generation == 2
     # a new lock changes only what changed: the hub set, and the link to it
     assert outcome.ran == ["hub", "link:/opt/tljh/hub"]
