@@ -376,11 +376,13 @@ def test_verify_reports_an_edited_unit_and_apply_repairs_it(fixture: Fixture, ro
     unit = root / "etc/systemd/system/jupyterhub.service"
     unit.write_text(unit.read_text().replace("Restart=always", "Restart=no"))
     (root / "opt/tljh/hub/bin/traefik").write_bytes(b"#!/bin/sh\necho evil\n")
+    (root / "opt/tljh/user/.tljh-lock-key").unlink()
     problems = engine.verify(Layout(root))
     assert any(p.startswith("/etc/systemd/system/jupyterhub.service: sha256") for p in problems)
+    assert "/opt/tljh/user: not the user environment that was applied" in problems
     assert any("contents changed" in p and "/opt/tljh/hub." in p for p in problems)
     repaired = apply(fixture, root)
-    assert repaired.ran == ["file:/etc/systemd/system/jupyterhub.service"]
+    assert repaired.ran == ["user-env", "file:/etc/systemd/system/jupyterhub.service"]
     assert "Restart=always" in unit.read_text()
 
 

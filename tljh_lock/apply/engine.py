@@ -218,6 +218,11 @@ def verify(layout: Layout) -> list[str]:
         if actual != state.trees.get(directory):
             problems.append(f"{L.PREFIX}/{directory}: contents changed since it was built "
                             f"({actual}, built {state.trees.get(directory)})")
+    user_key = state.steps.get("user-env")
+    if user_key is not None:
+        marker = layout.path(L.USER) / MARKER
+        if not marker.exists() or marker.read_text() != user_key:
+            problems.append(f"{L.USER}: not the user environment that was applied")
     copy = S.lock_copy(layout.state_dir, current.number)
     if not copy.exists() or file_sha256(copy) != current.lock_sha256:
         problems.append(f"{copy}: missing or not the applied lock")
