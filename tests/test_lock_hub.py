@@ -35,7 +35,8 @@ def test_update_locks_every_target(tljh, hub_upstream: Upstream, recipes: Path, 
     lock = lockfile.load(lock_path)
     hub = lock.components["hub"]
     by_name = {p.name: p for p in hub.packages}
-    assert set(by_name) == {"fx-auth", "fx-backport", "fx-hub", "fx-otp", "fx-speedups", "fx-web"}
+    assert set(by_name) == {"fx-auth", "fx-backport", "fx-hub", "fx-otp", "fx-speedups", "fx-web",
+                            "pip"}
     assert by_name["fx-hub"].version == "1.1.0"
     # present only under a marker, and only for the pythons that need it
     assert by_name["fx-backport"].marker == 'python_full_version < "3.11"'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ensurepip
 import hashlib
 import tarfile
 import tempfile
@@ -104,6 +105,17 @@ def _canonical(root: Path, path: Path) -> str:
     return "https://" + path.relative_to(root).as_posix()
 
 
+def installer_wheel() -> Path:
+    """A real pip wheel, which the hub set locks as its installer: the one every python
+    with venv support carries (ensurepip's bundle, or Debian's python3-pip-whl)."""
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    for folder in (bundled, Path("/usr/share/python-wheels")):
+        found = sorted(folder.glob("pip-*-py3-none-any.whl"))
+        if found:
+            return found[-1]
+    raise FileNotFoundError("no pip wheel: install python3-venv (python3-pip-whl)")
+
+
 def generate_hub_scenario(root: Union[str, Path]) -> dict[str, Any]:
     """A small "hub pip set" upstream under ``root``; returns facts about it (JSON-serializable).
 
@@ -138,6 +150,7 @@ def generate_hub_scenario(root: Union[str, Path]) -> dict[str, Any]:
             dists.append(build_wheel(out, "fx-speedups", "2.0", tag=tag, requires_python=">=3.9"))
         dists.append(build_sdist(out, "fx-otp", "1.0.1", requires_dist=("fx-web",)))
         dists.append(build_wheel(out, "fx-auth", "1.0", requires_dist=("fx-otp",)))
+        dists.append(installer_wheel())
         published = publish_to_index(root, dists)
 
     files = {
@@ -171,6 +184,7 @@ def generate_hub_scenario(root: Union[str, Path]) -> dict[str, Any]:
             "fx-otp": ["1.0.1"],
             "fx-speedups": ["2.0"],
             "fx-web": ["1.0", "1.1"],
+            "pip": [installer_wheel().name.split("-")[1]],
         },
         "marker_only": {"fx-backport": 'python_version < "3.11"'},
         "sdist_only": {"fx-otp": {"build_requires": ["fixture-backend"]}},
