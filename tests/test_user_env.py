@@ -1,4 +1,5 @@
-"""The user environment's pip set: its own Python 3.12 targets, the hub's jupyterhub version.
+"""The user environment's pip set: its own targets (the fixture Miniforge's python: the
+system python3 of Debian 12, as the real one carries 3.12), the hub's jupyterhub version.
 
 Offline against the fixture upstream (hub and user-env scenarios), except the one online test.
 """
@@ -26,9 +27,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PYTHON312 = Path("/root/.pyenv/versions/3.12.1/bin/python3")
-USER_TARGETS = [Target("miniforge-x86_64", "3.12.1", "2.31", "x86_64"),
-                Target("miniforge-aarch64", "3.12.1", "2.31", "aarch64")]
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # the fixture Miniforge carries the system python
+USER_TARGETS = [Target("miniforge-x86_64", "3.11.2", "2.31", "x86_64"),
+                Target("miniforge-aarch64", "3.11.2", "2.31", "aarch64")]
 
 
 def make_upstream(root: Path) -> Iterator[Upstream]:
@@ -64,7 +65,7 @@ def pinned(lock_path: Path, component: str, name: str) -> tuple[str, ...]:
     return lockfile.load(lock_path).components[component].versions()[name]
 
 
-def test_user_env_is_locked_for_python_312_on_both_arches(
+def test_user_env_is_locked_for_python_311_on_both_arches(
         tljh, user_upstream: Upstream, user_recipes: Path, tmp_path: Path):
     lock_path = tmp_path / "tljh.lock.toml"
     update(tljh, user_upstream, user_recipes, lock_path)
@@ -73,12 +74,12 @@ def test_user_env_is_locked_for_python_312_on_both_arches(
     by_name = {p.name: p for p in user_env.packages}
     assert set(by_name) == {"fx-hub", "fx-lab", "fx-notebook", "fx-speedups", "fx-web",
                             "fx-widgets"}
-    # fx-backport is only for Pythons below 3.11: the user env's 3.12 never needs it
+    # fx-backport is only for Pythons below 3.11: the user env's 3.11 never needs it
     assert "fx-backport" not in by_name
     wheels = sorted(w.name for w in by_name["fx-widgets"].wheels)
     assert wheels == [
-        "fx_widgets-8.1.5-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
-        "fx_widgets-8.1.5-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "fx_widgets-8.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "fx_widgets-8.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
     ]
     files = user_upstream.facts["user_env"]["files"]
     for wheel in by_name["fx-widgets"].wheels:
@@ -90,7 +91,7 @@ def test_user_env_is_locked_for_python_312_on_both_arches(
     assert "user-env on miniforge-aarch64: 6 packages" in result.out
 
 
-def test_pylock_selects_python_312_on_both_arches(
+def test_pylock_selects_python_311_on_both_arches(
         tljh, user_upstream: Upstream, user_recipes: Path, tmp_path: Path):
     lock_path = tmp_path / "tljh.lock.toml"
     update(tljh, user_upstream, user_recipes, lock_path)
@@ -103,15 +104,15 @@ def test_pylock_selects_python_312_on_both_arches(
         assert chosen["fx-hub"] == "fx_hub-1.1.0-py3-none-any.whl"
         assert chosen["fx-widgets"].endswith(f"manylinux2014_{target.arch}.whl")
         assert chosen["fx-speedups"].endswith(f"manylinux2014_{target.arch}.whl")
-    # The hub's Pythons are not this set's: a Debian 12 python must be turned away.
-    debian12 = Target("debian-12-x86_64", "3.11.2", "2.36", "x86_64")
+    # The other system Pythons are not this set's: Ubuntu 24.04's must be turned away.
+    ubuntu24 = Target("ubuntu-24.04-x86_64", "3.12.3", "2.39", "x86_64")
     with pytest.raises(PylockSelectError):
-        list(pylock.select(environment=debian12.marker_environment(),
-                           tags=debian12.supported_tags()))
+        list(pylock.select(environment=ubuntu24.marker_environment(),
+                           tags=ubuntu24.supported_tags()))
 
 
-@pytest.mark.skipif(not PYTHON312.exists(), reason=f"needs {PYTHON312}")
-def test_user_env_installs_with_hashes_into_python_312(
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason=f"needs {SYSTEM_PYTHON}")
+def test_user_env_installs_with_hashes_into_python_311(
         tljh, user_upstream: Upstream, user_recipes: Path, tmp_path: Path):
     lock_path = tmp_path / "tljh.lock.toml"
     update(tljh, user_upstream, user_recipes, lock_path)
@@ -131,11 +132,11 @@ def test_user_env_installs_with_hashes_into_python_312(
                             f"--hash=sha256:{wheel.hashes['sha256']}\n")
     (tmp_path / "requirements.txt").write_text("".join(requirements))
     venv = tmp_path / "venv"
-    runner.run([PYTHON312, "-m", "venv", venv], what="venv")
+    runner.run([SYSTEM_PYTHON, "-m", "venv", venv], what="venv")
     runner.run([venv / "bin" / "python", "-m", "pip", "install", "--require-hashes",
                 "--no-index", "--no-deps", "--find-links", wheels, "-r",
                 tmp_path / "requirements.txt"], what="pip install", timeout=300)
-    # every dependency is there (pip check), and the binary wheel is the cp312 one
+    # every dependency is there (pip check), and the binary wheel is the cp311 one
     runner.run([venv / "bin" / "python", "-m", "pip", "check"], what="pip check")
     shown = runner.run([venv / "bin" / "python", "-c",
                         "import fx_widgets, fx_hub, sys; print(fx_hub.__version__)"],
@@ -241,18 +242,18 @@ def test_real_user_env_resolves_against_pypi(tljh, tmp_path: Path):
     for name in ("notebook", "jupyterlab", "nbgitpuller", "jupyter-resource-usage", "ipywidgets"):
         assert name in user_env.versions()
     assert tljh("check", "--recipes", recipes, "--lock", lock_path).code == 0
-    if not PYTHON312.exists():
+    if not SYSTEM_PYTHON.exists():
         return
     # Installs from PyPI with hashes required, wheels only, nothing pip would add by itself.
     pylock = Pylock.from_dict(tomllib.loads(tljh(
         "export", "--lock", lock_path, "--format", "pylock", "--component", "user-env").out))
-    target = Target("here", "3.12.1", "2.31", "x86_64")
+    target = Target("here", "3.11.2", "2.31", "x86_64")
     (tmp_path / "requirements.txt").write_text("".join(
         f"{package.name}=={package.version} --hash=sha256:{wheel.hashes['sha256']}\n"
         for package, wheel in pylock.select(environment=target.marker_environment(),
                                             tags=target.supported_tags())))
     venv = tmp_path / "venv"
-    runner.run([PYTHON312, "-m", "venv", venv], what="venv")
+    runner.run([SYSTEM_PYTHON, "-m", "venv", venv], what="venv")
     # The system trust store, as tljh-lock uses: PyPI may sit behind a TLS-intercepting proxy.
     system_ca = Path("/etc/ssl/certs/ca-certificates.crt")
     runner.run([venv / "bin" / "python", "-m", "pip", "install", "--require-hashes", "--no-deps",

@@ -254,7 +254,9 @@ def traefik_tarball(out: Path, version: str, platform: str) -> Path:
 
 
 def miniforge_installer(version: str, arch: str) -> bytes:
-    """A batch-mode-only stand-in: `-b -p PREFIX` makes a venv of the system python3."""
+    """A batch-mode-only stand-in: `-b -p PREFIX` makes an environment of the system python3
+    (Debian's /usr/bin/python3, which has no ensurepip on a minimal system: pip comes later,
+    from the lock, as it does for the real installer's user set)."""
     return f"""#!/bin/sh
 # Fixture Miniforge3 {version} ({arch}): creates PREFIX with the system python3.
 set -eu
@@ -267,7 +269,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$prefix" ] || {{ echo "-p PREFIX is required" >&2; exit 2; }}
-python3 -m venv "$prefix"
+/usr/bin/python3 -m venv --without-pip "$prefix"
 mkdir -p "$prefix/conda-meta"
 echo "fixture Miniforge3 {version}" > "$prefix/conda-meta/history"
 """.encode()

@@ -16,11 +16,11 @@ __all__ = ["generate_user_env_scenario", "publish_newer_hub"]
 
 HUB_REQUIRES = ("fx-web>=1", 'fx-backport>=1 ; python_version < "3.11"', "fx-speedups>=2")
 
-CP312_X86_64 = "cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64"
-CP312_AARCH64 = "cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64"
 CP311_X86_64 = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
+CP311_AARCH64 = "cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64"
+CP312_X86_64 = "cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64"
 # Needs a newer C library than the user env's oldest target (glibc 2.31) has.
-CP312_X86_64_GLIBC_2_34 = "cp312-cp312-manylinux_2_34_x86_64"
+CP311_X86_64_GLIBC_2_34 = "cp311-cp311-manylinux_2_34_x86_64"
 
 
 def generate_user_env_scenario(root: Union[str, Path]) -> dict[str, Any]:
@@ -28,8 +28,8 @@ def generate_user_env_scenario(root: Union[str, Path]) -> dict[str, Any]:
 
     * ``fx-notebook`` 7.2.2 -> ``fx-lab>=4.2``, ``fx-hub``
     * ``fx-lab`` 4.2.5 (pure Python)
-    * ``fx-widgets`` 8.1.5: cp312 wheels for manylinux x86_64 and aarch64, plus a cp311 wheel and
-      a manylinux_2_34 one that a lock for the installer's Python 3.12 and glibc 2.31 leaves out
+    * ``fx-widgets`` 8.1.5: cp311 wheels for manylinux x86_64 and aarch64, plus a cp312 wheel and
+      a manylinux_2_34 one that a lock for the installer's Python 3.11 and glibc 2.31 leaves out
     """
     root = Path(root)
     with tempfile.TemporaryDirectory(prefix="fixture-build-") as tmp:
@@ -38,14 +38,14 @@ def generate_user_env_scenario(root: Union[str, Path]) -> dict[str, Any]:
             build_wheel(out, "fx-notebook", "7.2.2", requires_dist=("fx-lab>=4.2", "fx-hub")),
             build_wheel(out, "fx-lab", "4.2.5", requires_python=">=3.8"),
         ]
-        for tag in (CP312_X86_64, CP312_AARCH64, CP311_X86_64, CP312_X86_64_GLIBC_2_34):
+        for tag in (CP311_X86_64, CP311_AARCH64, CP312_X86_64, CP311_X86_64_GLIBC_2_34):
             dists.append(build_wheel(out, "fx-widgets", "8.1.5", tag=tag, requires_python=">=3.9"))
         published = publish_to_index(root, dists)
     return {
         "requirements": ["fx-hub>=1.0,<2", "fx-notebook>=7.2.2,<8", "fx-lab>=4.2.5,<5",
                          "fx-widgets>=8.1.5,<9"],
         "foreign_files": [f"fx_widgets-8.1.5-{tag}.whl"
-                          for tag in (CP311_X86_64, CP312_X86_64_GLIBC_2_34)],
+                          for tag in (CP312_X86_64, CP311_X86_64_GLIBC_2_34)],
         "files": {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
                   for p in published},
     }
