@@ -2,12 +2,16 @@
 
 A fixture upstream (tests/upstream) stands in for PyPI and GitHub on 127.0.0.1; the demo
 recipe set (tests/recipes) points at their canonical URLs and a mirror map sends the fetches
-to the fixture. recipes -> lock -> check, printing a summary of the lock: the hub pip set,
-the user environment (pip and conda), traefik, Miniforge, Node.js and configurable-http-proxy.
+to the fixture. recipes -> lock -> check -> fetch -> bundle -> apply into build/demo/root ->
+verify: the hub pip set, the user environment, traefik, Miniforge, Node.js and
+configurable-http-proxy, then the systemd units, groups, sudoers file and tljh-config link.
+Nothing outside the project directory changes: the store is build/store.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -31,6 +35,9 @@ def tljh_lock(*args: str | Path) -> None:
 
 
 def main() -> int:
+    # The zipapp's vendored wheels were put there by `make` (python -m tljh_lock.zipapp
+    # --prefetch): the demo itself needs no network.
+    os.environ.setdefault("TLJH_LOCK_STORE", str(REPO / "build" / "store"))
     if OUT.exists():
         shutil.rmtree(OUT)
     upstream = OUT / "upstream"
@@ -44,7 +51,18 @@ def main() -> int:
             f'"{canonical}" = "{mirror}"\n' for canonical, mirror in server.mirror_map().items()))
         tljh_lock("update", "--recipes", RECIPES, "--lock", lock, "--mirror-config", mirrors)
         tljh_lock("check", "--recipes", RECIPES, "--lock", lock)
-    print(f"\nDemo outputs are in {OUT.relative_to(REPO)}/ (lock: {lock.relative_to(REPO)})")
+        arch = platform.machine()
+        bundle = OUT / "tljh.bundle"
+        tljh_lock("fetch", "--lock", lock, "--platform", arch, "--mirror-config", mirrors)
+        tljh_lock("bundle", "--lock", lock, "--platform", arch, "-o", bundle,
+                  "--mirror-config", mirrors)
+    # From here on, no upstream: the bundle is all the server gets.
+    root = OUT / "root"
+    tljh_lock("apply", "--bundle", bundle, "--root", root)
+    tljh_lock("verify", "--root", root)
+    tljh_lock("status", "--root", root)
+    print(f"\nDemo outputs are in {OUT.relative_to(REPO)}/: lock {lock.name}, bundle "
+          f"{bundle.name}, the applied system in {root.relative_to(REPO)}/")
     return 0
 
 
