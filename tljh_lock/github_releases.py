@@ -6,13 +6,12 @@ releases since mid-2025) the sha256 digest GitHub computed on upload.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from tljh_lock.errors import UpstreamError
-from tljh_lock.http import Client
+from tljh_lock.http import Client, json_list
 
 API = "https://api.github.com"
 DOWNLOADS = "https://github.com"
@@ -63,12 +62,7 @@ def list_releases(client: Client, repo: str, what: str) -> list[Release]:
 
 
 def parse_release_page(data: bytes, url: str) -> list[Release]:
-    try:
-        items = json.loads(data)
-    except ValueError as exc:
-        raise UpstreamError(f"{url}: not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise UpstreamError(f"{url}: expected a list of releases, found {type(items).__name__}")
+    items = json_list(data, url, "releases")
     return [_release(item, f"{url} [{index}]") for index, item in enumerate(items)]
 
 

@@ -6,11 +6,13 @@ does, so that sites behind a TLS-intercepting proxy work.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
@@ -19,6 +21,21 @@ from tljh_lock.mirrors import MirrorMap
 
 _SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 USER_AGENT = "tljh-lock"
+
+
+def parse_json(data: bytes, url: str) -> Any:
+    """An upstream's JSON document; anything else is the upstream's fault, named by URL."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise UpstreamError(f"{url}: not JSON: {exc}") from None
+
+
+def json_list(data: bytes, url: str, of: str) -> list[Any]:
+    items = parse_json(data, url)
+    if not isinstance(items, list):
+        raise UpstreamError(f"{url}: expected a list of {of}, found {type(items).__name__}")
+    return items
 
 
 def system_ssl_context() -> ssl.SSLContext:

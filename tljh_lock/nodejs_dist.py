@@ -7,11 +7,10 @@ in `<dist>/vX/SHASUMS256.txt`. Neither gives file sizes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from tljh_lock.errors import UpstreamError
-from tljh_lock.http import Client
+from tljh_lock.http import Client, json_list
 
 DIST = "https://nodejs.org/dist/"
 CHECKSUMS = "SHASUMS256.txt"
@@ -34,12 +33,7 @@ def list_releases(client: Client, dist: str, what: str) -> list[Release]:
 
 
 def parse_index(data: bytes, url: str) -> list[Release]:
-    try:
-        items = json.loads(data)
-    except ValueError as exc:
-        raise UpstreamError(f"{url}: not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise UpstreamError(f"{url}: expected a list of releases, found {type(items).__name__}")
+    items = json_list(data, url, "releases")
     releases = []
     for index, item in enumerate(items):
         version = item.get("version") if isinstance(item, dict) else None
