@@ -1,0 +1,56 @@
+"""The committed lock, offline: fresh, installable, and selectable by PEP 751 tooling."""
+
+from __future__ import annotations
+
+import tomllib
+from packaging.pylock import Pylock
+
+from tests.conftest import REPO
+from tljh_lock import lockfile
+from tljh_lock.export_pylock import export
+
+LOCK = REPO / "locks" / "tljh.lock.toml"
+
+
+def test_committed_lock_is_fresh_and_installable(tljh):
+    result = tljh("check", "--recipes", REPO / "recipes", "--lock", LOCK)
+    assert result.code == 0, result.err
+    lock = lockfile.load(LOCK)
+    assert {"hub", "user-env", "traefik", "miniforge", "nodejs",
+            "configurable-http-proxy"} <= set(lock.components)
+    for name in ("traefik", "miniforge", "nodejs"):
+        assert {a.name for a in lock.components[name].files()} and all(
+            lock.components[name].file_for(arch) for arch in ("x86_64", "aarch64"))
+
+
+def _selected(lock, component, target):
+    pylock = Pylock.from_dict(tomllib.loads(export(lock, component)))
+    return {p.name: d for p, d in pylock.select(environment=target.marker_environment(),
+                                                tags=target.supported_tags())}
+
+
+def test_pylock_selects_the_hub_set_for_all_10_targets():
+    lock = lockfile.load(LOCK)
+    assert len(lock.targets) == 10
+    for target in lock.targets:
+        chosen = _selected(lock, "hub", target)
+        assert {"jupyterhub", "pycurl", "pip", "onetimepass"} <= set(chosen), target.name
+        pycurl = chosen["pycurl"].name
+        assert f"cp{target.python_minor[0]}{target.python_minor[1]}" in pycurl
+        assert target.arch in pycurl
+
+
+def test_pylock_selects_the_user_set_for_python_312_on_both_arches():
+    lock = lockfile.load(LOCK)
+    user_env = lock.components["user-env"]
+    assert sorted((t.python_minor, t.arch) for t in user_env.targets) == [
+        ((3, 12), "aarch64"), ((3, 12), "x86_64")]
+    for target in user_env.targets:
+        chosen = _selected(lock, "user-env", target)
+        assert {"jupyterhub", "notebook", "jupyterlab", "ipywidgets"} <= set(chosen)
+        hub_version = {p.name: p.version for p in lock.components["hub"].packages}["jupyterhub"]
+        assert _version(chosen["jupyterhub"].name) == hub_version
+
+
+def _version(filename: str) -> str:
+    return filename.split("-")[1]
