@@ -37,7 +37,7 @@ test: $(STAMP)
 
 # Against the real PyPI and npm registry (reachable from CI); not part of `make test`.
 test-online: $(STAMP)
-	$(BIN)/python -m pytest -m online -o addopts=""
+	$(BIN)/python -m pytest -m "online and not slow" -o addopts=""
 
 # End-to-end on a booted Debian system; needs root, debootstrap and systemd-nspawn.
 test-slow: $(STAMP)
