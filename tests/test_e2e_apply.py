@@ -9,157 +9,31 @@ Needs root, tests/e2e/APT_PACKAGES and (to build the bundles) PyPI and the npm r
 from __future__ import annotations
 
 import json
-import platform
-import shutil
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.real_bundle import build_real_bundles
 from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
-from tests.upstream import FixtureUpstream
-from tests.upstream.artifacts import make_source_archive
-from tests.upstream.real_binaries import fill_real_binaries
-from tests.upstream.release_scenarios import publish_github_release
-from tests.upstream.scenarios import dirhash_h1
-from tljh_lock import cli, safe_archive
-from tljh_lock.bundle import write_bundle
+from tljh_lock import safe_archive
 from tljh_lock.errors import EXIT_FAILURE, EXIT_INTEGRITY
-from tljh_lock.fetch import Fetcher
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import Store, default_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e.fixtures import *  # noqa: E402, F403  (e2e_rootfs, e2e_workdir)
 from e2e.machine import BootedMachine  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-ARCH = platform.machine()
-NODE_VERSION = "22.13.1"  # the oldest with both arches on npm's node-linux-* (see real_binaries)
-CACHE = Path("/var/cache/tljh-lock-e2e/real-binaries")
 UNITS = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")
-TLJH_REPO = "jupyterhub/the-littlest-jupyterhub"
-HUB_RANGE = "jupyterhub>=5.2.0,<6"
-
-# A TLJH-like source tree: the real archive is on GitHub, out of reach here.
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "the-littlest-jupyterhub"
-version = "{version}"
-requires-python = ">=3.9"
-dependencies = ["{hub_range}"]
-
-[project.scripts]
-tljh-config = "tljh.config:main"
-
-[tool.setuptools]
-packages = ["tljh"]
-"""
-CONFIG_PY = "def main():\n    print('tljh-config (e2e stand-in)')\n"
-
-MINIFORGE = b"""#!/bin/sh
-# A stand-in for Miniforge's batch installer: a prefix with the system python3 (no ensurepip).
-set -eu
-while [ $# -gt 0 ]; do
-  case "$1" in -p) prefix="$2"; shift 2 ;; -b|-u) shift ;; *) exit 2 ;; esac
-done
-[ -x "$prefix/bin/python" ] || python3 -m venv --without-pip "$prefix"
-"""
-
-
-def _tljh_source(upstream: Path, version: str) -> str:
-    """Publish the stand-in at a fake commit; returns the recipe's [[sources]] table."""
-    commit = (version.replace(".", "") * 40)[:40]
-    tree = {"pyproject.toml": PYPROJECT.format(version=version, hub_range=HUB_RANGE).encode(),
-            "tljh/__init__.py": f'__version__ = "{version}"\n'.encode(),
-            "tljh/config.py": CONFIG_PY.encode()}
-    make_source_archive(upstream / "github.com" / TLJH_REPO / "archive" / f"{commit}.tar.gz",
-                        f"the-littlest-jupyterhub-{commit}", tree)
-    return f"""
-[[sources]]
-name = "the-littlest-jupyterhub"
-version = "{version}"
-url = "https://github.com/{TLJH_REPO}/archive/{commit}.tar.gz"
-commit = "{commit}"
-tree-hash = "{dirhash_h1(tree)}"
-requires = ["{HUB_RANGE}"]
-build-requires = ["setuptools>=61"]
-"""
-
-
-def _recipes(directory: Path, source: str) -> Path:
-    directory.mkdir(parents=True)
-    target = (f'name = "debian-12-{ARCH}"\npython = "3.11.2"\nglibc = "2.36"\n'
-              f'arch = "{ARCH}"\n')
-    (directory / "targets.toml").write_text(f"[[targets]]\n{target}")
-    (directory / "hub.toml").write_text(
-        f'kind = "pip"\nindex = "https://pypi.org/simple/"\n'
-        f'requirements = ["{HUB_RANGE}", "pip"]\n{source}')
-    (directory / "user-env.toml").write_text(
-        'kind = "pip"\nindex = "https://pypi.org/simple/"\nafter = ["hub"]\n'
-        'same-version = { component = "hub", packages = ["jupyterhub"] }\n'
-        f'requirements = ["{HUB_RANGE}"]\n'
-        # the stand-in installer's python is the system's
-        f'[[targets]]\nname = "miniforge-{ARCH}"\npython = "3.11.2"\nglibc = "2.36"\n'
-        f'arch = "{ARCH}"\n')
-    for name in ("traefik", "nodejs", "miniforge"):
-        shutil.copyfile(REPO / "tests" / "recipes" / f"{name}.toml", directory / f"{name}.toml")
-    chp = (REPO / "recipes" / "configurable-http-proxy.toml").read_text()
-    (directory / "configurable-http-proxy.toml").write_text(
-        chp.replace('node = "22.12.0"', f'node = "{NODE_VERSION}"'))
-    return directory
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory,
             vendor_store: Path) -> dict[str, Any]:  # noqa: F811 - the imported fixture
-    """Two bundles: "old" (TLJH stand-in 2.0.0) and "new" (2.0.1), for this arch, plus the
-    bundle's zipapp, all in one directory the machine mounts read-only."""
-    base = tmp_path_factory.mktemp("e2e-apply")
-    upstream = base / "upstream"
-    fill_real_binaries(upstream, CACHE, node_version=NODE_VERSION)
-    publish_github_release(upstream, "conda-forge/miniforge", "24.7.1-2",
-                           {f"Miniforge3-24.7.1-2-Linux-{a}.sh": MINIFORGE
-                            for a in ("x86_64", "aarch64")}, per_asset_checksums=True)
-    out = base / "bundles"
-    out.mkdir()
-    with FixtureUpstream(upstream) as server:
-        # only the hosts out of reach come from the fixture; PyPI and npm are the real ones
-        mirrors = {c: m for c, m in server.mirror_map().items()
-                   if c.split("/")[2] in ("github.com", "api.github.com", "nodejs.org")}
-        for label, version in (("old", "2.0.0"), ("new", "2.0.1")):
-            recipes = _recipes(base / f"recipes-{label}", _tljh_source(upstream, version))
-            lock = base / f"{label}.lock.toml"
-            code = cli.main(["-q", "update", "--recipes", str(recipes), "--lock", str(lock),
-                             *(f"--mirror={c}={m}" for c, m in sorted(mirrors.items()))])
-            assert code == 0
-            fetcher = Fetcher(Store(default_path()), MirrorMap.from_pairs(mirrors),
-                              [vendor_store.as_uri()])
-            write_bundle(lock, ARCH, out / f"{label}.bundle", fetcher)
-    with tarfile.open(out / "old.bundle") as tar:
-        member = tar.extractfile(safe_archive.PYZ_NAME)
-        assert member is not None
-        (out / safe_archive.PYZ_NAME).write_bytes(member.read())
-    # "bad": the new bundle with one byte of its largest artifact flipped
-    shutil.copyfile(out / "new.bundle", out / "bad.bundle")
-    manifest = safe_archive.read_manifest(out / "new.bundle")
-    victim = max((e for n, e in manifest.members.items() if n.startswith("sha256/")),
-                 key=lambda e: e.size)
-    with tarfile.open(out / "new.bundle") as tar:
-        offset = tar.getmember(victim.name).offset_data + victim.size // 2
-    with open(out / "bad.bundle", "r+b") as fh:
-        fh.seek(offset)
-        byte = fh.read(1)
-        fh.seek(offset)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-    return {"dir": out, "victim": victim.sha256}
+    """Two bundles: "old" (TLJH stand-in 2.0.0) and "new" (2.0.1), for this arch, a corrupted
+    "bad" one, plus the bundle's zipapp, all in one directory the machine mounts read-only."""
+    return build_real_bundles(tmp_path_factory.mktemp("e2e-apply"), vendor_store)
 
 
 def tljh_lock(m: BootedMachine, *args: str, check: bool = True) -> Any:

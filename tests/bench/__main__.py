@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 
-from tests.bench import bench_fetch, bench_update
+from tests.bench import bench_apply, bench_fetch, bench_update
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     print(bench_update.report(bench_update.main()))
     print("\n## fetch: from a local mirror, against curl copying the same bytes\n")
     print(bench_fetch.report(bench_fetch.main()))
+    print("\n## apply: from a real bundle, against pip and uv installing the same hub set\n")
+    print(bench_apply.report(bench_apply.main()))
 
 
 if __name__ == "__main__":
