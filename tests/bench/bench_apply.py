@@ -26,13 +26,13 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from tests.bench.bench_update import timed
 from tests.e2e.real_bundle import build_real_bundles
-from tests.reliability import scenario
 from tljh_lock import lockfile, pip_lock, runner, safe_archive
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import BundleSource
 from tljh_lock.apply.venv import probe, target_for, wheel_set
 from tljh_lock.pip_resolve import uv_binary
+from tljh_lock.store import default_path
 
 PYTHON = "/usr/bin/python3"  # the server's python3, as apply uses by default
 # pip's own CA bundle does not know this site's TLS-intercepting proxy
@@ -102,7 +102,8 @@ def main() -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory(prefix="tljh-bench-apply-") as tmp:
         work = Path(tmp)
         home = {"HOME": str(work)}
-        built = build_real_bundles(work / "real", scenario.vendor_store())
+        # `make` filled the store with the zipapp's vendored wheels (zipapp --prefetch)
+        built = build_real_bundles(work / "real", default_path())
         bundle = built["bundles"]["old"]
         pyz = built["dir"] / safe_archive.PYZ_NAME
         ranges, tljh_wheel, requirements = _hub_wheels(bundle, work / "wheels")
