@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import tomllib
 from packaging.pylock import Pylock
 
@@ -54,3 +56,16 @@ def test_pylock_selects_the_user_set_for_python_312_on_both_arches():
 
 def _version(filename: str) -> str:
     return filename.split("-")[1]
+
+
+def test_package_lock_export_writes_both_files_into_a_directory(tljh, tmp_path):
+    assert tljh("export", "--lock", LOCK, "--format", "package-lock", "-o", tmp_path).code == 0
+    manifest = json.loads((tmp_path / "package.json").read_text())
+    package_lock = json.loads((tmp_path / "package-lock.json").read_text())
+    assert manifest["dependencies"] == {"configurable-http-proxy": "5.3.0"}
+    assert package_lock["packages"][""]["dependencies"] == manifest["dependencies"]
+    chp = package_lock["packages"]["node_modules/configurable-http-proxy"]
+    assert chp["integrity"].startswith("sha512-5au4O12dEFFHWNm9Y7Exm06TYc1CnMOvvptPTU83Vw7")
+    assert chp["resolved"].startswith("https://registry.npmjs.org/")
+    result = tljh("export", "--lock", LOCK, "--format", "pylock", "-o", tmp_path)
+    assert result.code == 3 and "writes one file" in result.err

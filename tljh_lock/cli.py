@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=sorted(export_formats), required=True)
     p.add_argument("--component", help="component to export, for formats that take one "
                    "(pylock: default hub)")
-    p.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output file (default: standard output); for package-lock an existing "
+                        "directory gets both package.json and package-lock.json")
 
     cli_bundle.add_fetch_parser(sub)
     cli_bundle.add_bundle_parser(sub)
@@ -175,9 +177,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tljh_lock.export import export
+    from tljh_lock.export import export, export_files
 
-    text = export(lockfile.load(args.lock), args.format, args.component)
+    lock = lockfile.load(args.lock)
+    if args.output and args.output.is_dir():
+        for name, text in export_files(lock, args.format, args.component).items():
+            (args.output / name).write_text(text, encoding="utf-8")
+        return EXIT_OK
+    text = export(lock, args.format, args.component)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
