@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -37,6 +40,7 @@ from tljh_lock.store import default_path
 PYTHON = "/usr/bin/python3"  # the server's python3, as apply uses by default
 # pip's own CA bundle does not know this site's TLS-intercepting proxy
 CA = {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}
+ROUNDS = 3
 _LIST = ("import importlib.metadata as m, json; "
          "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))")
 
@@ -97,76 +101,103 @@ def _hub_step_seconds(bundle: Path, root: Path) -> float:
     return seconds["hub"]
 
 
+@dataclass(frozen=True)
+class _HubSet:
+    bundle: Path
+    pyz: Path  # the bundle's zipapp
+    wheels: Path  # a directory of exactly the wheels apply installs into the hub venv
+    requirements: Path  # each of them pinned, with its hash
+    ranges: list[str]  # the hub's requirement ranges, as TLJH's installer asks for them
+    tljh_wheel: Path  # built from the TLJH source pin, which is not on PyPI
+    expected: dict[str, str]  # name -> version
+
+    @classmethod
+    def of(cls, built: dict[str, Any], work: Path) -> _HubSet:
+        bundle = built["bundles"]["old"]
+        ranges, tljh_wheel, requirements = _hub_wheels(bundle, work / "wheels")
+        expected = {str(canonicalize_name(d)): str(v) for d, v, _, _ in
+                    (parse_wheel_filename(p.name) for p in (work / "wheels").iterdir())}
+        return cls(bundle, built["dir"] / safe_archive.PYZ_NAME, work / "wheels", requirements,
+                   ranges, tljh_wheel, expected)
+
+
 def main() -> list[tuple[str, float]]:
-    uv = uv_binary()
     with tempfile.TemporaryDirectory(prefix="tljh-bench-apply-") as tmp:
         work = Path(tmp)
-        home = {"HOME": str(work)}
         # `make` filled the store with the zipapp's vendored wheels (zipapp --prefetch)
-        built = build_real_bundles(work / "real", default_path())
-        bundle = built["bundles"]["old"]
-        pyz = built["dir"] / safe_archive.PYZ_NAME
-        ranges, tljh_wheel, requirements = _hub_wheels(bundle, work / "wheels")
-        wheels = work / "wheels"
-        expected = {canonicalize_name(d): str(v) for d, v, _, _ in
-                    (parse_wheel_filename(p.name) for p in wheels.iterdir())}
-        print(f"hub set: {len(expected)} wheels, "
-              f"{sum(p.stat().st_size for p in wheels.iterdir()) / (1 << 20):.1f} MiB; "
-              f"bundle {bundle.stat().st_size / (1 << 20):.1f} MiB", file=sys.stderr)
+        hub = _HubSet.of(build_real_bundles(work / "real", default_path()), work)
+        print(f"hub set: {len(hub.expected)} wheels, "
+              f"{sum(p.stat().st_size for p in hub.wheels.iterdir()) / (1 << 20):.1f} MiB; "
+              f"bundle {hub.bundle.stat().st_size / (1 << 20):.1f} MiB; median of {ROUNDS} "
+              "rounds", file=sys.stderr)
+        timings: dict[str, list[float]] = {}
+        for round_ in range(ROUNDS):
+            directory = work / f"round-{round_}"
+            directory.mkdir()
+            for name, secs in _round(directory, hub):
+                timings.setdefault(name, []).append(secs)
+            shutil.rmtree(directory)
+    return [(name, statistics.median(values)) for name, values in timings.items()]
 
-        # the admin's command: the bundle's zipapp under the server's python3
-        apply = [PYTHON, pyz, "apply", "--bundle", bundle, "--root", work / "root"]
-        rows = [("tljh-lock apply --bundle, fresh (whole bundle: hub venv, user env, traefik, "
-                 "Node.js, proxy, units)", timed(apply, home, "tljh-lock apply, fresh")),
-                ("tljh-lock apply --bundle, no-op re-run",
-                 timed(apply, home, "tljh-lock apply, no-op"))]
-        again = json.loads(runner.run([*apply, "--json"], env=home, what="apply again").stdout)
-        assert again["ran"] == [], f"the re-run was not a no-op: {again['ran']}"
-        runner.run([PYTHON, pyz, "verify", "--root", work / "root"], env=home,
-                   what="tljh-lock verify")
-        envs = {"apply": work / "root" / "opt" / "tljh" / "hub" / "bin" / "python3"}
-        rows.append(("the same fresh apply's hub step alone (venv --without-pip, rehash, pip "
-                     "from the bundle's pip wheel, --no-compile)",
-                     _hub_step_seconds(bundle, work / "root-2")))
 
-        tljh = work / "tljh-style"
-        rows.append(("TLJH-style: python3 -m venv + pip install --upgrade of the ranges from "
-                     "PyPI, cold cache",
-                     timed([PYTHON, "-m", "venv", tljh], home, "python3 -m venv")
-                     + timed([tljh / "bin" / "python", "-m", "pip", "install", "--upgrade",
-                              "--cache-dir", work / "pip-cache-online", *ranges, tljh_wheel],
-                             {**home, **CA}, "pip install --upgrade from PyPI")))
-        envs["TLJH-style"] = tljh / "bin" / "python"
+def _round(work: Path, hub: _HubSet) -> list[tuple[str, float]]:
+    """Every row once, each into new directories and with new caches below `work`."""
+    home = {"HOME": str(work)}
+    # the admin's command: the bundle's zipapp under the server's python3
+    apply = [PYTHON, hub.pyz, "apply", "--bundle", hub.bundle, "--root", work / "root"]
+    rows = [("tljh-lock apply --bundle, fresh (whole bundle: hub venv, user env, traefik, "
+             "Node.js, proxy, units)", timed(apply, home, "tljh-lock apply, fresh")),
+            ("tljh-lock apply --bundle, no-op re-run",
+             timed(apply, home, "tljh-lock apply, no-op"))]
+    again = json.loads(runner.run([*apply, "--json"], env=home, what="apply again").stdout)
+    assert again["ran"] == [], f"the re-run was not a no-op: {again['ran']}"
+    runner.run([PYTHON, hub.pyz, "verify", "--root", work / "root"], env=home,
+               what="tljh-lock verify")
+    envs = {"apply": work / "root" / "opt" / "tljh" / "hub" / "bin" / "python3"}
+    rows.append(("the same fresh apply's hub step alone (venv --without-pip, rehash, pip "
+                 "from the bundle's pip wheel, --no-compile)",
+                 _hub_step_seconds(hub.bundle, work / "root-2")))
 
-        pip = work / "pip-hashes"
-        rows.append(("python3 -m venv + pip install --require-hashes --no-index of the same "
-                     "wheels",
-                     timed([PYTHON, "-m", "venv", pip], home, "python3 -m venv")
-                     + timed([pip / "bin" / "python", "-m", "pip", "install", "--require-hashes",
-                              "--no-index", "--find-links", wheels, "--cache-dir",
-                              work / "pip-cache", "-r", requirements],
-                             home, "pip install --require-hashes")))
-        envs["pip --require-hashes"] = pip / "bin" / "python"
+    tljh = work / "tljh-style"
+    rows.append(("TLJH-style: python3 -m venv + pip install --upgrade of the ranges from "
+                 "PyPI, cold cache",
+                 timed([PYTHON, "-m", "venv", tljh], home, "python3 -m venv")
+                 + timed([tljh / "bin" / "python", "-m", "pip", "install", "--upgrade",
+                          "--cache-dir", work / "pip-cache-online", *hub.ranges, hub.tljh_wheel],
+                         {**home, **CA}, "pip install --upgrade from PyPI")))
+    envs["TLJH-style"] = tljh / "bin" / "python"
 
-        for cache in ("cold", "warm"):  # the warm run reuses the cache the cold one filled
-            venv = work / f"uv-{cache}"
-            rows.append((f"uv venv + uv pip install --require-hashes --no-index of the same "
-                         f"wheels, {cache} cache",
-                         timed([uv, "venv", "--quiet", "--python", PYTHON, venv], home, "uv venv")
-                         + timed([uv, "pip", "install", "--quiet", "--python",
-                                  venv / "bin" / "python", "--no-index", "--find-links", wheels,
-                                  "--require-hashes", "--cache-dir", work / "uv-cache", "-r",
-                                  requirements], home, f"uv pip install, {cache} cache")))
-            envs[f"uv, {cache} cache"] = venv / "bin" / "python"
+    pip = work / "pip-hashes"
+    rows.append(("python3 -m venv + pip install --require-hashes --no-index of the same wheels",
+                 timed([PYTHON, "-m", "venv", pip], home, "python3 -m venv")
+                 + timed([pip / "bin" / "python", "-m", "pip", "install", "--require-hashes",
+                          "--no-index", "--find-links", hub.wheels, "--cache-dir",
+                          work / "pip-cache", "-r", hub.requirements],
+                         home, "pip install --require-hashes")))
+    envs["pip --require-hashes"] = pip / "bin" / "python"
 
-        for label, python in envs.items():
-            differences = _differences(expected, _installed(python))
-            print(f"{label}: " + ("the bundle's hub set exactly" if not differences else
-                                  "differs from the bundle: " + ", ".join(differences)),
-                  file=sys.stderr)
-            # the network install may pick newer releases; the other ones install the wheels
-            assert label == "TLJH-style" or not [d for d in differences
-                                                 if not d.startswith("setuptools -")], label
+    uv = uv_binary()
+    for cache in ("cold", "warm"):  # the warm run reuses the cache the cold one filled
+        venv = work / f"uv-{cache}"
+        rows.append((f"uv venv + uv pip install --require-hashes --no-index of the same "
+                     f"wheels, {cache} cache",
+                     timed([uv, "venv", "--quiet", "--python", PYTHON, venv], home, "uv venv")
+                     + timed([uv, "pip", "install", "--quiet", "--python",
+                              venv / "bin" / "python", "--no-index", "--find-links",
+                              hub.wheels, "--require-hashes", "--cache-dir", work / "uv-cache",
+                              "-r", hub.requirements], home, f"uv pip install, {cache} cache")))
+        envs[f"uv, {cache} cache"] = venv / "bin" / "python"
+
+    for label, python in envs.items():
+        installed = _installed(python)
+        if label != "apply":  # `python3 -m venv` seeds setuptools (python 3.11's ensurepip)
+            installed.pop("setuptools", None)
+        differences = _differences(hub.expected, installed)
+        print(f"{label}: " + ("the bundle's hub set exactly" if not differences else
+                              "differs from the bundle: " + ", ".join(differences)),
+              file=sys.stderr)
+        # the network install may pick newer releases; the others install the same wheels
+        assert label == "TLJH-style" or not differences, label
     return rows
 
 
