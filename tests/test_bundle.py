@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.reliability import scenario
 from tests.test_store_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock import cli, cli_bundle, safe_archive, zipapp
@@ -23,7 +24,7 @@ from tljh_lock.errors import TljhLockError
 from tljh_lock.fetch import Fetcher, fetch_lock
 from tljh_lock.lockfile import sha256_of
 from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import Store, default_path
+from tljh_lock.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_LOCK = REPO / "locks" / "tljh.lock.toml"
@@ -36,14 +37,11 @@ UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connec
 @pytest.fixture(scope="module")
 def vendor_store() -> Path:
     """The store `make` filled with the zipapp's vendored wheels (fetched now if online)."""
-    store = Store(default_path())
-    if not all(store.has(w.sha256, w.size) for w in zipapp.VENDORED):
-        try:
-            Fetcher(store).fetch(zipapp.VENDORED)
-        except TljhLockError as exc:
-            pytest.fail(f"the zipapp's vendored wheels are not in {store.root} and could not "
-                        f"be fetched ({exc}); run `make` once while online")
-    return store.root
+    try:
+        return scenario.vendor_store()
+    except TljhLockError as exc:
+        pytest.fail(f"the zipapp's vendored wheels are not in the default store and could not "
+                    f"be fetched ({exc}); run `make` once while online")
 
 
 @pytest.fixture(scope="module")

@@ -414,8 +414,13 @@ class _locked_part:
                 return self.fh
             os.close(fd)  # renamed into the store or removed while we waited: look again
 
-    def __exit__(self, *exc: object) -> None:
-        self.fh.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.fh.close()
+        except OSError:
+            if exc_type is None:
+                raise
+            # closing flushed what a failed write had buffered (ENOSPC again): report the first
 
 
 # --- source pins ------------------------------------------------------------------------------

@@ -171,7 +171,8 @@ def parse(text: str, source: str) -> Lock:
 
 def load(path: Path) -> Lock:
     try:
-        text = path.read_text(encoding="utf-8")
+        # not UTF-8: replaced characters fail parsing or the content-hash, as an InputError
+        text = path.read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise InputError(f"{path}: no lock here", hint="run `tljh-lock update` first") from None
     return parse(text, str(path))

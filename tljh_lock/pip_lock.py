@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,11 +34,14 @@ class Source:
         tree_hash = table.str("tree-hash")
         if not tree_hash.startswith("h1:"):
             table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
+        commit = table.str("commit")
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):  # it names store records
+            table.fail(f"{commit!r} is not a full git commit hash", "commit")
         return cls(
-            name=str(canonicalize_name(table.str("name"))),
+            name=str(canonicalize_name(table.file_name("name"))),
             version=table.version("version"),
             url=table.url("url"),
-            commit=table.str("commit"),
+            commit=commit,
             tree_hash=tree_hash,
             requires=tuple(table.requirements("requires")),
             build_requires=tuple(table.requirements("build-requires")),

@@ -54,7 +54,7 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
         lock_path = _bundle_lock(layout, source)
     lock_bytes = lock_path.read_bytes()
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
-    lock = lockfile.parse(lock_bytes.decode("utf-8"), str(lock_path))
+    lock = lockfile.parse(lock_bytes.decode("utf-8", errors="replace"), str(lock_path))
     interpreter = probe(python)
     if dry_run:  # no lock taken: taking it would create the state directory
         plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
@@ -110,8 +110,9 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
                 "mode": f"{step.file.mode:04o}"}
         S.save(ctx.layout.state_dir, state)  # an interrupted run resumes after this step
         outcome.ran.append(step.id)
-    # Files already in place (a state file lost, or written by an older run) are recorded too.
+    # Steps already done (a state file lost, a run killed before it saved) are recorded too.
     for step in steps:
+        state.steps[step.id] = step.key
         if isinstance(step, FileStep) and step.file is not None:
             state.files[step.file.path] = {
                 "sha256": hashlib.sha256(step.file.data).hexdigest(),

@@ -104,7 +104,9 @@ def save(state_dir: Path, state: State) -> None:
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Replace `path` so that a reader (or a crash) sees the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # One name, not one per process (writers hold the apply lock): a run killed before the
+    # rename leaves a file that the next write of `path` reuses, rather than one per kill.
+    tmp = path.with_name(f".{path.name}.tljh-lock-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)  # the umask must not loosen or tighten what we ask for

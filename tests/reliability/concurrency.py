@@ -1,0 +1,173 @@
+"""Two applies at once (the second refuses, they never interleave: the end state is that of one
+uninterrupted apply), a rollback during an apply, and `verify` run over and over while an
+apply works (it never crashes, and the apply is not disturbed)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from typing import Optional
+
+from tests.reliability.harness import Result, Watch, World, clear, session_cmdlines
+from tests.reliability.manifest import compare
+
+REFUSAL = "another tljh-lock apply is running"
+
+
+def _wait_for(proc: subprocess.Popen[str], watch: Watch, ready, timeout: float = 120  # type: ignore[no-untyped-def]
+              ) -> bool:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        watch.check()
+        if ready():
+            return True
+        time.sleep(0.003)
+    return False
+
+
+def _finish(world: World, mode: str, first: subprocess.Popen[str], watch: Watch,
+            problems: list[str]) -> tuple[int, int, str]:
+    """Wait for the first apply; check it succeeded and the root is the reference."""
+    while first.poll() is None:
+        watch.check()
+        time.sleep(0.01)
+    _, err = first.communicate()
+    if first.returncode != 0:
+        problems.append(f"the first apply failed ({first.returncode}): {err[-300:]}")
+    problems += watch.violations
+    loss = compare(world.references[mode], world.manifest())
+    if not loss.clean:
+        problems.append(f"the root is not that of one uninterrupted apply: {loss.describe()}")
+    leaked = clear(world.tmp)
+    if leaked:
+        problems.append(f"left in TMPDIR: {leaked}")
+    return loss.files_lost, loss.bytes_lost, err
+
+
+def _start(world: World, label: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(world.apply_argv(label, *extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=world.env(),
+                            start_new_session=True)
+
+
+def two_applies(world: World, mode: str, when: str, offset: Optional[float]) -> Result:
+    start, label = ("empty", "old") if mode == "fresh" else ("old", "new")
+    world.reset(start)
+    before = world.manifest().get("opt/tljh/hub")
+    watch = Watch(world.root, (before.digest if before else None,
+                               world.references[mode]["opt/tljh/hub"].digest))
+    problems: list[str] = []
+    first = _start(world, label)
+    if offset is not None:
+        time.sleep(offset)
+    elif when == "pip runs":
+        _wait_for(first, watch, lambda: any("pip install" in c for c in
+                                            session_cmdlines(first.pid)))
+    else:  # the first holds the lock
+        _wait_for(first, watch, lambda: (world.root / "opt/tljh/state/apply.lock").exists())
+    second = world.run(world.apply_argv(label))
+    if second.returncode == 0:
+        # it may only succeed if the first had finished: then it must have been a no-op
+        if first.poll() is None:
+            problems.append("the second apply succeeded while the first ran")
+        elif '"ran": []' not in second.stdout and "nothing to do" not in second.stdout:
+            problems.append(f"the second apply did work after the first: {second.stdout[:200]}")
+        outcome = "the first had finished; the second was a no-op"
+    elif REFUSAL in second.stderr:
+        outcome = f"the second refused (exit {second.returncode})"
+    else:
+        # both started at once: the first may be the one that refuses
+        outcome = f"the second failed (exit {second.returncode}): {second.stderr.strip()[-200:]}"
+        problems.append(outcome)
+    files, size, err = _finish(world, mode, first, watch, problems)
+    if REFUSAL in err:
+        problems.append("the first refused")
+    name = f"two applies, {mode}, the second " + (
+        f"{offset * 1000:.0f} ms after the first" if offset is not None else f"when {when}")
+    return Result("concurrency", name, not problems,
+                  outcome + ("; " + "; ".join(problems) if problems else ""),
+                  faults=0 if problems else 1, files_lost=files, bytes_lost=size)
+
+
+def simultaneous(world: World) -> Result:
+    """Both started in the same instant: exactly one wins."""
+    world.reset("empty")
+    a, b = _start(world, "old"), _start(world, "old")
+    outs = [p.communicate() for p in (a, b)]
+    codes = sorted(p.returncode for p in (a, b))
+    problems = []
+    refused = sum(REFUSAL in err for _, err in outs)
+    # the loser refuses; or it took the lock after the winner finished and was a no-op
+    if codes[0] != 0 or (codes[1] != 0 and refused != 1):
+        problems.append(f"exit codes {codes}: {[err[-200:] for _, err in outs]}")
+    loss = compare(world.references["fresh"], world.manifest())
+    if not loss.clean:
+        problems.append(f"the root is not that of one uninterrupted apply: {loss.describe()}")
+    clear(world.tmp)
+    return Result("concurrency", "two applies started in the same instant", not problems,
+                  f"exit codes {codes}, {refused} refused" +
+                  ("; " + "; ".join(problems) if problems else ""),
+                  faults=0 if problems else 1, files_lost=loss.files_lost,
+                  bytes_lost=loss.bytes_lost)
+
+
+def rollback_during_apply(world: World) -> Result:
+    world.reset("old")
+    watch = Watch(world.root, (world.references["old"]["opt/tljh/hub"].digest,
+                               world.references["upgrade"]["opt/tljh/hub"].digest))
+    first = _start(world, "new")
+    _wait_for(first, watch, lambda: any("pip install" in c for c in session_cmdlines(first.pid)))
+    rollback = world.run(world.tool("rollback", "--root", world.root))
+    problems = [] if rollback.returncode != 0 and REFUSAL in rollback.stderr else [
+        f"rollback during an apply: exit {rollback.returncode}: {rollback.stderr[-200:]}"]
+    files, size, _ = _finish(world, "upgrade", first, watch, problems)
+    return Result("concurrency", "rollback while an upgrade runs", not problems,
+                  f"rollback exit {rollback.returncode}" +
+                  ("; " + "; ".join(problems) if problems else ""),
+                  faults=0 if problems else 1, files_lost=files, bytes_lost=size)
+
+
+def verify_during_apply(world: World, mode: str) -> Result:
+    start, label = ("empty", "old") if mode == "fresh" else ("old", "new")
+    world.reset(start)
+    first = _start(world, label)
+    runs: dict[int, int] = {}
+    problems: list[str] = []
+    while first.poll() is None:
+        verify = world.run(world.tool("verify", "--root", world.root))
+        runs[verify.returncode] = runs.get(verify.returncode, 0) + 1
+        if verify.returncode not in (0, 1) or "Traceback" in verify.stderr:
+            problems.append(f"verify crashed: exit {verify.returncode}: {verify.stderr[-300:]}")
+            break
+    watch = Watch(world.root, (None, world.references[mode]["opt/tljh/hub"].digest))
+    files, size, _ = _finish(world, mode, first, watch, problems)
+    final = world.run(world.tool("verify", "--root", world.root))
+    if final.returncode != 0:
+        problems.append(f"verify after the apply: {final.stderr[-300:]}")
+    counts = ", ".join(f"{n}× exit {code}" for code, n in sorted(runs.items()))
+    return Result("concurrency", f"verify in a loop during a {mode} apply", not problems,
+                  f"verify ran {sum(runs.values())} times ({counts}: 1 = drift or nothing "
+                  "applied yet, reported mid-apply)" +
+                  ("; " + "; ".join(problems) if problems else ""),
+                  faults=0 if problems else sum(runs.values()), files_lost=files,
+                  bytes_lost=size)
+
+
+def run(world: World, rng: random.Random, quick: bool, log) -> list[Result]:  # type: ignore[no-untyped-def]
+    cases = [lambda: two_applies(world, "fresh", "the first holds the lock", None),
+             lambda: two_applies(world, "upgrade", "pip runs", None),
+             lambda: simultaneous(world),
+             lambda: verify_during_apply(world, "upgrade")]
+    if not quick:
+        cases += [lambda: two_applies(world, "fresh", "pip runs", None),
+                  lambda: rollback_during_apply(world),
+                  lambda: verify_during_apply(world, "fresh")]
+        for _ in range(3):
+            offset = round(rng.uniform(0.0, world.seconds["fresh"]), 3)
+            cases.append(lambda offset=offset: two_applies(world, "fresh", "", offset))
+    results = []
+    for case in cases:
+        results.append(case())
+        log(results[-1].line())
+    return results
