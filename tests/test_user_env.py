@@ -28,6 +28,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # the fixture Miniforge carries the system python
+PYTHON312 = Path("/root/.pyenv/versions/3.12.1/bin/python3")  # the real Miniforge's python
 USER_TARGETS = [Target("miniforge-x86_64", "3.11.2", "2.31", "x86_64"),
                 Target("miniforge-aarch64", "3.11.2", "2.31", "aarch64")]
 
@@ -242,18 +243,18 @@ def test_real_user_env_resolves_against_pypi(tljh, tmp_path: Path):
     for name in ("notebook", "jupyterlab", "nbgitpuller", "jupyter-resource-usage", "ipywidgets"):
         assert name in user_env.versions()
     assert tljh("check", "--recipes", recipes, "--lock", lock_path).code == 0
-    if not SYSTEM_PYTHON.exists():
+    if not PYTHON312.exists():
         return
     # Installs from PyPI with hashes required, wheels only, nothing pip would add by itself.
     pylock = Pylock.from_dict(tomllib.loads(tljh(
         "export", "--lock", lock_path, "--format", "pylock", "--component", "user-env").out))
-    target = Target("here", "3.11.2", "2.31", "x86_64")
+    target = Target("here", "3.12.1", "2.31", "x86_64")
     (tmp_path / "requirements.txt").write_text("".join(
         f"{package.name}=={package.version} --hash=sha256:{wheel.hashes['sha256']}\n"
         for package, wheel in pylock.select(environment=target.marker_environment(),
                                             tags=target.supported_tags())))
     venv = tmp_path / "venv"
-    runner.run([SYSTEM_PYTHON, "-m", "venv", venv], what="venv")
+    runner.run([PYTHON312, "-m", "venv", venv], what="venv")
     # The system trust store, as tljh-lock uses: PyPI may sit behind a TLS-intercepting proxy.
     system_ca = Path("/etc/ssl/certs/ca-certificates.crt")
     runner.run([venv / "bin" / "python", "-m", "pip", "install", "--require-hashes", "--no-deps",
