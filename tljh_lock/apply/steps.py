@@ -172,7 +172,11 @@ class UserEnvStep(Step):
         prefix = ctx.layout.path(L.USER)
         for _, artifact in self.wheels.wheels:
             ctx.artifact(artifact)  # verify everything before changing anything
-        (prefix / MARKER).unlink(missing_ok=True)
+        if prefix.exists() and not (prefix / MARKER).exists():
+            # Never completed (a killed first install): the installer cannot finish a half
+            # prefix, so start over. A completed one keeps its marker, whatever its key, and
+            # is updated in place: admins install packages into it, as on TLJH.
+            shutil.rmtree(prefix)
         ctx.log(f"running {self.installer.name} into {prefix}")
         run(["bash", ctx.artifact(self.installer), "-b", "-u", "-p", prefix],
             what=f"running {self.installer.name}")

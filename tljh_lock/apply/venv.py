@@ -3,6 +3,7 @@ locked pip wheel, with no index and every hash required."""
 
 from __future__ import annotations
 
+import email.parser
 import json
 import shutil
 import tarfile
@@ -10,6 +11,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from tljh_lock import pip_lock
 from tljh_lock.apply.source import ArtifactSource
@@ -117,6 +121,33 @@ def wheel_set(component: pip_lock.Component, target: Target, source: ArtifactSou
     return WheelSet(tuple(sorted(chosen)), installer)
 
 
+def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
+    """The wheel is what its locked file name says. A lock whose hashes were edited to name
+    another genuine wheel (resealed, so every hash matches) would otherwise install that other
+    version: pip trusts the file name and does not compare it with the wheel's metadata."""
+    name, version = parse_wheel_filename(file_name)[:2]
+    try:
+        with zipfile.ZipFile(path) as wheel:
+            found = [n for n in wheel.namelist()
+                     if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            if len(found) != 1:
+                raise IntegrityError(f"{what}: {file_name} has no single .dist-info/METADATA")
+            metadata = email.parser.BytesParser().parsebytes(wheel.read(found[0]),
+                                                             headersonly=True)
+    except zipfile.BadZipFile:
+        raise IntegrityError(f"{what}: {file_name} is not a wheel (zip) file") from None
+    meta_name, meta_version = metadata.get("Name", ""), metadata.get("Version", "")
+    try:
+        matches = canonicalize_name(meta_name) == name and Version(meta_version) == version
+    except InvalidVersion:
+        matches = False
+    if not matches:
+        raise IntegrityError(
+            f"{what}: {file_name} holds {meta_name} {meta_version}, not {name} {version}",
+            hint="the lock's hashes name another distribution's file: do not trust this lock",
+        )
+
+
 def create_venv(python: str, directory: Path) -> None:
     # Debian's python3 without python3-venv has no ensurepip; pip comes from the lock instead.
     run([python, "-m", "venv", "--without-pip", directory], what=f"creating the venv {directory}")
@@ -131,6 +162,7 @@ def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what
         lines = []
         for name, artifact in wheels.wheels:
             # pip learns name, version and tags from the file name, the store names by hash.
+            check_wheel_metadata(source.path(artifact), name, what)
             (house / name).symlink_to(source.path(artifact))
             lines.append(f"{house / name} --hash=sha256:{artifact.sha256}\n")
         (house / "requirements.txt").write_text("".join(lines), encoding="utf-8")
