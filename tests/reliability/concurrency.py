@@ -27,13 +27,13 @@ def _wait_for(proc: subprocess.Popen[str], watch: Watch, ready, timeout: float =
 
 
 def _finish(world: World, mode: str, first: subprocess.Popen[str], watch: Watch,
-            problems: list[str]) -> tuple[int, int, str]:
+            problems: list[str]) -> tuple[int, int, str, str]:
     """Wait for the first apply; check it succeeded and the root is the reference."""
     while first.poll() is None:
         watch.check()
         time.sleep(0.01)
-    _, err = first.communicate()
-    if first.returncode != 0:
+    out, err = first.communicate()
+    if first.returncode != 0 and REFUSAL not in err:  # a refusal is judged by the caller
         problems.append(f"the first apply failed ({first.returncode}): {err[-300:]}")
     problems += watch.violations
     loss = compare(world.references[mode], world.manifest())
@@ -42,7 +42,7 @@ def _finish(world: World, mode: str, first: subprocess.Popen[str], watch: Watch,
     leaked = clear(world.tmp)
     if leaked:
         problems.append(f"left in TMPDIR: {leaked}")
-    return loss.files_lost, loss.bytes_lost, err
+    return loss.files_lost, loss.bytes_lost, out, err
 
 
 def _start(world: World, label: str, *extra: str) -> subprocess.Popen[str]:
@@ -67,22 +67,9 @@ def two_applies(world: World, mode: str, when: str, offset: Optional[float]) -> 
     else:  # the first holds the lock
         _wait_for(first, watch, lambda: (world.root / "opt/tljh/state/apply.lock").exists())
     second = world.run(world.apply_argv(label))
-    if second.returncode == 0:
-        # it may only succeed if the first had finished: then it must have been a no-op
-        if first.poll() is None:
-            problems.append("the second apply succeeded while the first ran")
-        elif '"ran": []' not in second.stdout and "nothing to do" not in second.stdout:
-            problems.append(f"the second apply did work after the first: {second.stdout[:200]}")
-        outcome = "the first had finished; the second was a no-op"
-    elif REFUSAL in second.stderr:
-        outcome = f"the second refused (exit {second.returncode})"
-    else:
-        # both started at once: the first may be the one that refuses
-        outcome = f"the second failed (exit {second.returncode}): {second.stderr.strip()[-200:]}"
-        problems.append(outcome)
-    files, size, err = _finish(world, mode, first, watch, problems)
-    if REFUSAL in err:
-        problems.append("the first refused")
+    files, size, out, err = _finish(world, mode, first, watch, problems)
+    outcome = _one_won((first.returncode, out, err),
+                       (second.returncode, second.stdout, second.stderr), problems)
     name = f"two applies, {mode}, the second " + (
         f"{offset * 1000:.0f} ms after the first" if offset is not None else f"when {when}")
     return Result("concurrency", name, not problems,
@@ -90,23 +77,37 @@ def two_applies(world: World, mode: str, when: str, offset: Optional[float]) -> 
                   faults=0 if problems else 1, files_lost=files, bytes_lost=size)
 
 
+def _one_won(first: tuple[int, str, str], second: tuple[int, str, str],
+             problems: list[str]) -> str:
+    """Exactly one of two applies (exit code, stdout, stderr) did the work: the other refused
+    (whichever takes the apply lock first wins: the first may still be reading its bundle when
+    the second starts), or took the lock after the winner had finished and had nothing to do."""
+    runs = {"first": first, "second": second}
+    if first[0] == 0 and second[0] == 0:
+        if not any("nothing to do" in out for _, out, _ in runs.values()):
+            problems.append("both succeeded and both did work")
+        return "they ran one after the other; the later one had nothing to do"
+    refused = [name for name, (code, _, err) in runs.items() if code != 0 and REFUSAL in err]
+    if sorted((first[0], second[0])) != [0, 1] or len(refused) != 1:
+        problems.append(f"exit codes {first[0]} and {second[0]}: {first[2][-200:]!r} "
+                        f"{second[2][-200:]!r}")
+        return "not exactly one refused"
+    return f"the {refused[0]} refused (exit 1), the other applied"
+
+
 def simultaneous(world: World) -> Result:
     """Both started in the same instant: exactly one wins."""
     world.reset("empty")
     a, b = _start(world, "old"), _start(world, "old")
-    outs = [p.communicate() for p in (a, b)]
-    codes = sorted(p.returncode for p in (a, b))
-    problems = []
-    refused = sum(REFUSAL in err for _, err in outs)
-    # the loser refuses; or it took the lock after the winner finished and was a no-op
-    if codes[0] != 0 or (codes[1] != 0 and refused != 1):
-        problems.append(f"exit codes {codes}: {[err[-200:] for _, err in outs]}")
+    (a_out, a_err), (b_out, b_err) = a.communicate(), b.communicate()
+    problems: list[str] = []
+    outcome = _one_won((a.returncode, a_out, a_err), (b.returncode, b_out, b_err), problems)
     loss = compare(world.references["fresh"], world.manifest())
     if not loss.clean:
         problems.append(f"the root is not that of one uninterrupted apply: {loss.describe()}")
     clear(world.tmp)
     return Result("concurrency", "two applies started in the same instant", not problems,
-                  f"exit codes {codes}, {refused} refused" +
+                  outcome +
                   ("; " + "; ".join(problems) if problems else ""),
                   faults=0 if problems else 1, files_lost=loss.files_lost,
                   bytes_lost=loss.bytes_lost)
@@ -121,7 +122,7 @@ def rollback_during_apply(world: World) -> Result:
     rollback = world.run(world.tool("rollback", "--root", world.root))
     problems = [] if rollback.returncode != 0 and REFUSAL in rollback.stderr else [
         f"rollback during an apply: exit {rollback.returncode}: {rollback.stderr[-200:]}"]
-    files, size, _ = _finish(world, "upgrade", first, watch, problems)
+    files, size, _, _ = _finish(world, "upgrade", first, watch, problems)
     return Result("concurrency", "rollback while an upgrade runs", not problems,
                   f"rollback exit {rollback.returncode}" +
                   ("; " + "; ".join(problems) if problems else ""),
@@ -141,7 +142,7 @@ def verify_during_apply(world: World, mode: str) -> Result:
             problems.append(f"verify crashed: exit {verify.returncode}: {verify.stderr[-300:]}")
             break
     watch = Watch(world.root, (None, world.references[mode]["opt/tljh/hub"].digest))
-    files, size, _ = _finish(world, mode, first, watch, problems)
+    files, size, _, _ = _finish(world, mode, first, watch, problems)
     final = world.run(world.tool("verify", "--root", world.root))
     if final.returncode != 0:
         problems.append(f"verify after the apply: {final.stderr[-300:]}")

@@ -113,9 +113,19 @@ def _observations(results: list[Result]) -> list[str]:
         "apply removes. They are outside the root and not counted as lost; a killed apply "
         "leaves the server's /tmp growing by the size of the bundle each time.",
     ]
+    found.append(
+        "- The user environment is updated in place (`-u`), as TLJH keeps it: after a kill "
+        "during the installer, the re-run relies on the installer writing its own files again. "
+        "The Miniforge stand-in does (a real Miniforge re-extracts its payload with `-u`); a "
+        "stand-in that skipped an existing `bin/python` lost the files a killed run had not "
+        "written yet.")
+    weaknesses: dict[str, list[str]] = {}
     for r in results:
         if r.known and not r.ok:
-            found.append(f"- Known weakness: **{_escape(r.name)}**: {r.known}.")
+            weaknesses.setdefault(r.known, []).append(r.name)
+    for known, names in weaknesses.items():
+        found.append(f"- Known weakness ({len(names)} cases: {_escape('; '.join(names))}): "
+                     f"{known}.")
     swapped = [r for r in results if r.cls == "rollback" and "edited to" in r.name]
     if swapped:
         installed = [r for r in swapped if not r.ok]

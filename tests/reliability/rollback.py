@@ -22,7 +22,8 @@ from tljh_lock.lockfile import Artifact, Lock
 KNOWN = {
     "swap-hub": "the applier does not compare a wheel's metadata (name, version) with the lock, "
                 "and pip installs a wheel whose file name and metadata disagree",
-    "swap-web": "as above",
+    "swap-web": "the applier does not compare a wheel's metadata (name, version) with the lock, "
+                "and pip installs a wheel whose file name and metadata disagree",
 }
 
 

@@ -151,7 +151,9 @@ set -eu
 while [ $# -gt 0 ]; do
   case "$1" in -p) prefix="$2"; shift 2 ;; -b|-u) shift ;; *) exit 2 ;; esac
 done
-[ -x "$prefix/bin/python" ] || {SYSTEM_PYTHON} -m venv --without-pip "$prefix"
+# -u: the installer writes its own files again into an existing prefix (a killed run left
+# them half done) and keeps the packages added to it, as Miniforge does
+{SYSTEM_PYTHON} -m venv --without-pip "$prefix"
 """)
     miniforge = add_artifact(store, installer,
                      "https://github.com/conda-forge/miniforge/releases/download/24.7.1-2/",
