@@ -132,9 +132,9 @@ def _observations(results: list[Result]) -> list[str]:
         found.append(
             "- Hashes edited to another valid artifact and resealed: a resealed lock passes "
             "every content-hash check, so the applier installs what its hashes name. "
-            f"{len(swapped) - len(installed)} of {len(swapped)} such cases were refused anyway "
-            "(the bundler re-downloading a file that no longer matches, unpacking finding no "
-            "Node.js top directory)" + (
+            f"{len(swapped) - len(installed)} of {len(swapped)} such cases were refused "
+            "anyway, by checks of what the file is (a wheel's metadata against the locked name "
+            "and version, a release's top directory): see each case below" + (
                 "; the others installed a wheel of another version under the locked file name "
                 "(pip does not compare the file name with the wheel's metadata). The fix: "
                 "before installing, compare each wheel's METADATA name and version with the "

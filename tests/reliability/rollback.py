@@ -19,12 +19,7 @@ from tljh_lock.lockfile import Artifact, Lock
 
 # Cases that show a weakness of the tool, reported here until it is fixed; when one stops
 # reproducing, the run fails until it is taken off this list.
-KNOWN = {
-    "swap-hub": "the applier does not compare a wheel's metadata (name, version) with the lock, "
-                "and pip installs a wheel whose file name and metadata disagree",
-    "swap-web": "the applier does not compare a wheel's metadata (name, version) with the lock, "
-                "and pip installs a wheel whose file name and metadata disagree",
-}
+KNOWN: dict[str, str] = {}  # label -> the weakness
 
 
 def _first_line(result: subprocess.CompletedProcess[str]) -> str:
