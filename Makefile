@@ -45,7 +45,7 @@ test-slow: $(STAMP)
 
 # Kills, hostile inputs, a full disk, races: regenerates docs/reliability.md (needs root).
 reliability: $(STAMP)
-	$(BIN)/python -m tests.reliability
+	$(BIN)/python -m tests.reliability --seed 20261127
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

@@ -164,13 +164,17 @@ def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what
             # pip learns name, version and tags from the file name, the store names by hash.
             check_wheel_metadata(source.path(artifact), name, what)
             (house / name).symlink_to(source.path(artifact))
-            lines.append(f"{house / name} --hash=sha256:{artifact.sha256}\n")
+            # By name from --find-links, not by path: a path install records the (random)
+            # temporary path in direct_url.json, and two applies would differ.
+            project, version = parse_wheel_filename(name)[:2]
+            lines.append(f"{project}=={version} --hash=sha256:{artifact.sha256}\n")
         (house / "requirements.txt").write_text("".join(lines), encoding="utf-8")
         # Run from the unpacked wheel: importing pip from inside a zip is ~4x slower.
         installer = house / "installer"
         with zipfile.ZipFile(source.path(wheels.installer)) as wheel:
             wheel.extractall(installer)  # member names are sanitized by zipfile
-        run([env_python, installer / "pip", "install", "--no-index", "--require-hashes",
+        run([env_python, installer / "pip", "install", "--no-index", "--find-links", house,
+             "--require-hashes",
              "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
              # pip would count the pip it runs from (the unpacked wheel) as installed already
              *(["--ignore-installed"] if fresh else []),
