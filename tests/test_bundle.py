@@ -22,9 +22,9 @@ from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock import cli, cli_bundle, safe_archive, zipapp
 from tljh_lock.errors import TljhLockError
 from tljh_lock.fetch import Fetcher, fetch_lock
-from tljh_lock.lockfile import sha256_of
 from tljh_lock.mirrors import MirrorMap
 from tljh_lock.store import Store
+from tljh_lock.store import file_sha256 as sha256_of
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_LOCK = REPO / "locks" / "tljh.lock.toml"

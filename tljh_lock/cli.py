@@ -13,6 +13,7 @@ from pathlib import Path
 from tljh_lock import __version__, cli_apply, cli_bundle, lockfile, mirrors
 from tljh_lock.errors import EXIT_FAILURE, EXIT_OK, TljhLockError
 from tljh_lock.export import FORMATS as export_formats
+from tljh_lock.store import file_sha256
 
 DEFAULT_LOCK = Path("locks/tljh.lock.toml")
 DEFAULT_RECIPES = Path("recipes")
@@ -130,7 +131,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     summary = {
         "lock": str(args.lock),
-        "sha256": lockfile.sha256_of(args.lock),
+        "sha256": file_sha256(args.lock),
         "resolved": resolved,
         "components": {name: c.summary() for name, c in sorted(lock.components.items())},
         "seconds": round(elapsed, 2),

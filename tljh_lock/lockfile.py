@@ -176,7 +176,3 @@ def load(path: Path) -> Lock:
     except FileNotFoundError:
         raise InputError(f"{path}: no lock here", hint="run `tljh-lock update` first") from None
     return parse(text, str(path))
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -38,6 +38,10 @@ def default_path() -> Path:
     return Path(cache) / "tljh-lock" / "store"
 
 
+def file_sha256(path: Path) -> str:
+    return sha256_file(path)[0]
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0

@@ -17,12 +17,13 @@ from tljh_lock.apply import state as S
 from tljh_lock.apply import system_files
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.plan import Plan, downgrade_reasons, plan_apply, system_steps
-from tljh_lock.apply.source import ArtifactSource, BundleSource, file_sha256
+from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.state import Generation, State
 from tljh_lock.apply.steps import MARKER, Context, FileStep, Step
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.venv import probe
 from tljh_lock.errors import TljhLockError
+from tljh_lock.store import file_sha256
 
 KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
 RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")

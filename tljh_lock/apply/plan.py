@@ -12,7 +12,7 @@ from tljh_lock import export_package_lock, npm_lock, pip_lock, release_lock
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import system_files
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.source import ArtifactSource, file_sha256
+from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.apply.state import State
 from tljh_lock.apply.steps import (
     MARKER,
@@ -31,6 +31,7 @@ from tljh_lock.apply.steps import (
 from tljh_lock.apply.venv import Interpreter, target_for, wheel_set
 from tljh_lock.errors import InputError
 from tljh_lock.lockfile import Artifact, Component, Lock
+from tljh_lock.store import file_sha256
 
 # Bump when the way a directory is built changes, so that existing ones are rebuilt.
 BUILD_VERSION = "1"

@@ -6,7 +6,6 @@ when a step needs an artifact: a no-op apply reads just the bundle's manifest.""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -17,14 +16,7 @@ from tljh_lock import safe_archive
 from tljh_lock.errors import IntegrityError, TljhLockError
 from tljh_lock.lockfile import Artifact
 from tljh_lock.pip_lock import Source
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from tljh_lock.store import file_sha256
 
 
 class ArtifactSource:
