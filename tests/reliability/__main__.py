@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
+    passed = sum(1 for r in results if r.ok and not r.skipped)
+    # The plain closing line CI reads, like a test runner's; "skipped" counts faults that
+    # could not be injected and known weaknesses (listed in the report).
+    print(f"reliability: {passed} passed, {len(failures)} failed, "
+          f"{len(results) - passed - len(failures)} skipped", flush=True)
     return 1 if failures or extra else 0
 
 
