@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,31 @@ class Upstream:
         return [f"--mirror={c}={m}" for c, m in sorted(self.server.mirror_map().items())]
 
 
-@pytest.fixture(scope="session")
-def hub_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    root = tmp_path_factory.mktemp("upstream")
-    facts = generate_hub_scenario(root)
+@contextmanager
+def serve(root: Path, generate: Callable[[Path], dict[str, Any]]) -> Iterator[Upstream]:
+    """Generate a scenario into `root` and serve it on 127.0.0.1."""
+    facts = generate(root)
     with FixtureUpstream(root) as server:
         yield Upstream(root, server, facts)
+
+
+@pytest.fixture(scope="session")
+def hub_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    with serve(tmp_path_factory.mktemp("upstream"), generate_hub_scenario) as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The hub scenario's files, not served yet: for tests that set faults per server."""
+    root = tmp_path_factory.mktemp("upstream")
+    return root, generate_hub_scenario(root)
+
+
+@pytest.fixture
+def upstream(scenario: tuple[Path, dict[str, Any]]) -> Iterator[FixtureUpstream]:
+    with FixtureUpstream(scenario[0]) as server:
+        yield server
 
 
 def copy_recipes(target: Path, *names: str) -> Path:

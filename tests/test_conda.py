@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Upstream, copy_recipes
+from tests.conftest import Upstream, copy_recipes, serve
 from tests.upstream import FixtureUpstream
 from tests.upstream.conda_scenarios import (
     CondaPackage,
@@ -29,19 +29,15 @@ CONDA_LOCK = Path(sys.executable).with_name("conda-lock")
 
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    root = tmp_path_factory.mktemp("upstream")
-    facts = generate_conda_scenario(root)
-    with FixtureUpstream(root) as server:
-        yield Upstream(root, server, facts)
+    with serve(tmp_path_factory.mktemp("upstream"), generate_conda_scenario) as upstream:
+        yield upstream
 
 
 @pytest.fixture
 def own_channel(tmp_path: Path) -> Iterator[Upstream]:
     """A channel this test may publish to or break."""
-    root = tmp_path / "upstream"
-    facts = generate_conda_scenario(root)
-    with FixtureUpstream(root) as server:
-        yield Upstream(root, server, facts)
+    with serve(tmp_path / "upstream", generate_conda_scenario) as upstream:
+        yield upstream
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Upstream, copy_recipes
+from tests.conftest import REPO, Upstream, copy_recipes, serve
 from tests.upstream import FixtureUpstream
 from tests.upstream.real_binaries import fill_real_binaries
 from tests.upstream.release_scenarios import (
@@ -47,19 +47,15 @@ FACTS_MIRRORS = [
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """A read-only fixture upstream with the release scenario."""
-    root = tmp_path_factory.mktemp("releases")
-    facts = generate_release_scenario(root)
-    with FixtureUpstream(root) as server:
-        yield Upstream(root, server, facts)
+    with serve(tmp_path_factory.mktemp("releases"), generate_release_scenario) as upstream:
+        yield upstream
 
 
 @pytest.fixture
 def own_releases(tmp_path: Path) -> Iterator[Upstream]:
     """A fixture upstream of this test's own, free to break."""
-    root = tmp_path / "upstream"
-    facts = generate_release_scenario(root)
-    with FixtureUpstream(root) as server:
-        yield Upstream(root, server, facts)
+    with serve(tmp_path / "upstream", generate_release_scenario) as upstream:
+        yield upstream
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import errno
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 
-from tests.upstream import FixtureUpstream, generate_hub_scenario
+from tests.upstream import FixtureUpstream
 from tljh_lock import fetch as fetch_module
 from tljh_lock import pip_lock
 from tljh_lock.errors import IntegrityError, TljhLockError, UpstreamError
@@ -69,16 +68,6 @@ def scenario_lock(facts: dict[str, Any], extra: tuple[Artifact, ...] = ()) -> Lo
                 components={"hub": hub})
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("upstream")
-    return root, generate_hub_scenario(root)
-
-
-@pytest.fixture
-def upstream(scenario: tuple[Path, dict[str, Any]]) -> Iterator[FixtureUpstream]:
-    with FixtureUpstream(scenario[0]) as server:
-        yield server
 
 
 def fetcher_for(upstream: FixtureUpstream, store: Path, **kw: Any) -> Fetcher:

@@ -15,7 +15,6 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -58,16 +57,6 @@ VECTOR_EXPECTED = "h1:NMp1fwJZUq6LXqEE4XZayJVLGQpeKEbVXb2NREx0Zns="
 # --- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("upstream")
-    return root, generate_hub_scenario(root)
-
-
-@pytest.fixture
-def upstream(scenario: tuple[Path, dict[str, Any]]) -> Iterator[FixtureUpstream]:
-    with FixtureUpstream(scenario[0]) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
