@@ -176,10 +176,10 @@ def _release_file(
 def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
     """Groups, the proxy token, rendered files and links: what points at built directories."""
     steps: list[Step] = []
-    groups = system_files.existing_groups(layout)
     for group in (L.USERS_GROUP, L.ADMINS_GROUP):
         steps.append(GroupStep(id=f"group:{group}", summary=f"group {group}",
-                               key=hash_of("group", group), done=group in groups, name=group))
+                               key=hash_of("group", group),
+                               done=system_files.group_complete(layout, group), name=group))
     token = layout.path(system_files.PROXY_ENV)
     steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token {system_files.PROXY_ENV}"
                            " (generated once, mode 0600)", key=hash_of("token"),

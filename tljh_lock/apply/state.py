@@ -101,7 +101,8 @@ def save(state_dir: Path, state: State) -> None:
                  (json.dumps(state.to_dict(), indent=2) + "\n").encode(), 0o644)
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int,
+                 owner: tuple[int, int] | None = None) -> None:
     """Replace `path` so that a reader (or a crash) sees the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # One name, not one per process (writers hold the apply lock): a run killed before the
@@ -109,6 +110,8 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tljh-lock-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.fchmod(fd, mode)  # the umask must not loosen or tighten what we ask for
         os.write(fd, data)
         os.fsync(fd)

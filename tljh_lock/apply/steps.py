@@ -207,7 +207,7 @@ class GroupStep(Step):
     name: str = ""
 
     def execute(self, ctx: Context) -> None:
-        system_files.add_group(ctx.layout, self.name)
+        system_files.ensure_group(ctx.layout, self.name)
 
 
 @dataclass

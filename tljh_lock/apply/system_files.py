@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pkgutil
 import secrets
 import shutil
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,21 +120,108 @@ def ensure_proxy_token(layout: Layout) -> bool:
     return True
 
 
-def existing_groups(layout: Layout) -> set[str]:
-    # The grp module would answer for this machine, not for --root.
+GROUP = "/etc/group"
+GSHADOW = "/etc/gshadow"
+_SHADOW_BASES = ("group", "gshadow")
+
+
+def _names(path: Path) -> set[str] | None:
+    """The names in a group-style file; None where the file does not exist."""
     try:
-        text = layout.path("/etc/group").read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return set()
-    return {line.split(":", 1)[0] for line in text.splitlines() if line and ":" in line}
+        return None
+    return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
 
 
-def add_group(layout: Layout, name: str) -> None:
-    argv = ["groupadd"]
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def shadow_residue(layout: Layout) -> list[Path]:
+    """What a groupadd killed midway leaves in /etc: `group.<pid>` (made before it links
+    `group.lock`), a stale `group.lock`, an unrenamed `group+`, and the same for gshadow.
+    shadow clears a stale `.lock` only when it runs again, and the others never; a group
+    that was complete by then would keep them forever. Only files proven stale are named:
+    a lock whose process is alive (or whose content is not a pid) is left alone."""
+    etc = layout.path("/etc")
+    found: list[Path] = []
+    for base in _SHADOW_BASES:
+        lock = etc / f"{base}.lock"
+        holder = _pid_in(lock)
+        stale_lock = holder is not None and not _alive(holder)
+        if stale_lock:
+            found.append(lock)
+        if (etc / f"{base}+").exists() and (stale_lock or not lock.exists()):
+            found.append(etc / f"{base}+")
+        for path in etc.glob(f"{base}.*"):
+            pid = path.name[len(base) + 1:]
+            if pid.isdigit() and not _alive(int(pid)):
+                found.append(path)
+    return sorted(found)
+
+
+def group_complete(layout: Layout, name: str) -> bool:
+    """In /etc/group, in /etc/gshadow where the system keeps one, and no residue of a killed
+    groupadd. The grp module would answer for this machine, not for --root."""
+    shadow = _names(layout.path(GSHADOW))
+    return (name in (_names(layout.path(GROUP)) or set())
+            and (shadow is None or name in shadow) and not shadow_residue(layout))
+
+
+@contextmanager
+def _account_lock(layout: Layout) -> Iterator[None]:
+    """lckpwdf(3)'s lock, which shadow's tools take on the live system (not with --prefix)."""
     if not layout.is_live:
-        layout.path("/etc").mkdir(parents=True, exist_ok=True)  # groupadd creates the files
-        argv += ["--prefix", str(layout.root.resolve())]
-    run([*argv, name], what=f"adding group {name}")
+        yield
+        return
+    fd = os.open("/etc/.pwd.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def ensure_group(layout: Layout, name: str) -> None:
+    """Add the group with the system's groupadd, completing what a killed one left: its
+    residue goes, and a group it wrote to /etc/group but not yet to /etc/gshadow gets the
+    gshadow entry (and backup) groupadd would have written."""
+    with _account_lock(layout):
+        for path in shadow_residue(layout):
+            path.unlink(missing_ok=True)
+    if name not in (_names(layout.path(GROUP)) or set()):
+        argv = ["groupadd"]
+        if not layout.is_live:
+            layout.path("/etc").mkdir(parents=True, exist_ok=True)  # groupadd creates the files
+            argv += ["--prefix", str(layout.root.resolve())]
+        run([*argv, name], what=f"adding group {name}")
+    with _account_lock(layout):
+        path = layout.path(GSHADOW)
+        shadow = _names(path)
+        if shadow is None or name in shadow:
+            return
+        old = path.read_bytes()
+        owner = path.stat()
+        entry = f"{name}:!::\n".encode()
+        new = old + (b"\n" if old and not old.endswith(b"\n") else b"") + entry
+        keep = (owner.st_mode & 0o7777, (owner.st_uid, owner.st_gid))
+        write_atomic(path.with_name(f"{path.name}-"), old, keep[0], owner=keep[1])
+        write_atomic(path, new, keep[0], owner=keep[1])
 
 
 def enable_units(layout: Layout) -> None:
