@@ -219,6 +219,21 @@ def test_concurrent_apply_refuses(fixture: Fixture, root: Path) -> None:
     assert not (root / "opt/tljh/hub").exists()
 
 
+def test_temporary_files_stay_below_the_root(fixture: Fixture, root: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # what a killed run left in the scratch; the next run clears it under the lock
+    scratch = root / "opt/tljh/state/tmp"
+    (scratch / "tljh-lock-bundle-killed").mkdir(parents=True)
+    (scratch / "tljh-lock-bundle-killed/partial").write_bytes(b"x" * 4096)
+    tmp = tmp_path / "TMPDIR"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    apply(fixture, root)
+    assert not scratch.exists()
+    assert list(tmp.iterdir()) == []  # neither the applier nor pip and npm wrote there
+
+
 def test_unpack_refuses_links_out(tmp_path: Path) -> None:
     evil = make_tar(tmp_path / "evil.tar.gz", {"top/d/a": "..", "top/d/a/b": "../../etc"}, {})
     with pytest.raises(IntegrityError, match="below a symlink"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -208,7 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Retries are expected; their final failure is reported as our own error.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
-        return COMMANDS[args.command](args)
+        try:
+            return COMMANDS[args.command](args)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Any write may meet a full disk; the steps before it are kept or undone.
+            where = f" writing {exc.filename}" if exc.filename else ""
+            raise TljhLockError(f"no space left on the device{where}",
+                                hint="free some space, then run this command again") from None
     except TljhLockError as exc:
         print(f"tljh-lock: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -7,8 +7,6 @@ tool we run gets a clean environment with only what we pass on purpose.
 
 from __future__ import annotations
 
-import atexit
-import functools
 import os
 import subprocess
 import tempfile
@@ -17,21 +15,15 @@ from pathlib import Path
 
 from tljh_lock.errors import TljhLockError
 
-_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR",
          "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
 
 
-@functools.cache
-def _empty_file(role: str) -> str:
-    """An empty config file that lives as long as this process.
-
-    npm refuses one path for both its user and global config ("double-loading config"),
-    so each role gets its own file; /dev/null serves one of them.
-    """
-    fd, path = tempfile.mkstemp(prefix=f"tljh-lock-{role}-", suffix=".npmrc")
-    os.close(fd)
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
-    return path
+# npm refuses one path for both its user and global config ("double-loading config"). This
+# one can never exist (/dev/null is no directory), so npm reads nothing from it, and unlike a
+# temporary file it cannot be left behind by a killed run.
+_NO_GLOBAL_NPMRC = "/dev/null/npmrc"
+_NO_SPACE = "No space left on device"  # strerror(ENOSPC), as Python, pip and npm print it
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -45,8 +37,9 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "PIP_NO_INPUT": "1",
             "UV_NO_CONFIG": "1",
             "NPM_CONFIG_USERCONFIG": os.devnull,
-            "NPM_CONFIG_GLOBALCONFIG": _empty_file("globalconfig"),
+            "NPM_CONFIG_GLOBALCONFIG": _NO_GLOBAL_NPMRC,
             "PYTHONDONTWRITEBYTECODE": "1",
+            "TMPDIR": tempfile.gettempdir(),  # the apply's scratch while one runs
         }
     )
     if extra:
@@ -75,6 +68,13 @@ def run(
     except subprocess.TimeoutExpired:
         raise TljhLockError(f"{what}: {args[0]} did not finish within {timeout} s") from None
     if check and result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
-        raise TljhLockError(f"{what}: {Path(args[0]).name} exited {result.returncode}\n{tail}")
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        name = Path(args[0]).name
+        full = [line for line in lines if _NO_SPACE in line or "ENOSPC" in line]
+        if full:  # a tool's traceback would bury the one line that says what to do
+            raise TljhLockError(f"{what}: {name} exited {result.returncode}: {full[-1].strip()}",
+                                hint="free some space on the disk it writes to, then run "
+                                     "this command again")
+        tail = "\n".join(lines[-25:])
+        raise TljhLockError(f"{what}: {name} exited {result.returncode}\n{tail}")
     return result

@@ -218,12 +218,22 @@ def _open(bundle: Path) -> tarfile.TarFile:
 
 def extract(bundle: Path, dest: Path, expect_lock_sha256: str | None = None) -> Manifest:
     """Unpack `bundle` as the new directory `dest`, or refuse and leave nothing behind."""
-    where = str(bundle)
     dest = Path(dest)
     if os.path.lexists(dest):
         raise InputError(f"{dest} already exists; extract into a new directory")
     if not dest.parent.is_dir():
         raise InputError(f"{dest.parent}: no such directory to extract into")
+    return _read_all(bundle, expect_lock_sha256, dest)
+
+
+def verify(bundle: Path, expect_lock_sha256: str | None = None) -> Manifest:
+    """Every check of `extract`, every member hashed, and nothing written: what lets apply
+    refuse a damaged bundle before it creates anything on the server."""
+    return _read_all(bundle, expect_lock_sha256, None)
+
+
+def _read_all(bundle: Path, expect_lock_sha256: str | None, dest: Path | None) -> Manifest:
+    where = str(bundle)
     try:
         with _open(bundle) as tar:
             manifest, files = _plan(tar, where)
@@ -232,9 +242,12 @@ def extract(bundle: Path, dest: Path, expect_lock_sha256: str | None = None) -> 
                     f"{where}: holds the lock with sha256 {manifest.lock.sha256}, "
                     f"not the expected {expect_lock_sha256}",
                     hint="this bundle was made from another lock")
+            if dest is None:
+                _read_members(tar, where, manifest, files, None)
+                return manifest
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
             try:
-                _write_all(tar, where, manifest, files, staging)
+                _read_members(tar, where, manifest, files, staging)
                 os.rename(staging, dest)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -242,28 +255,41 @@ def extract(bundle: Path, dest: Path, expect_lock_sha256: str | None = None) -> 
     except tarfile.TarError as exc:
         raise InputError(f"{where}: not a readable tar archive: {exc}") from None
     except OSError as exc:
+        if dest is None:
+            raise TljhLockError(f"{where}: cannot read: {exc}") from None
         if exc.errno == errno.ENOSPC:
             raise disk_full(dest.parent, f"the contents of {where}") from None
         raise TljhLockError(f"{where}: cannot extract into {dest}: {exc}") from None
     return manifest
 
 
-def _write_all(tar: tarfile.TarFile, where: str, manifest: Manifest,
-               files: dict[str, tarfile.TarInfo], staging: Path) -> None:
-    root = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+def _read_members(tar: tarfile.TarFile, where: str, manifest: Manifest,
+                  files: dict[str, tarfile.TarInfo], staging: Path | None) -> None:
+    """Hash every member against the manifest, writing each below `staging` if given."""
+    root = None if staging is None else \
+        os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         for name in sorted(files):
             reader = tar.extractfile(files[name])
             assert reader is not None
             expected = manifest.members.get(name)
             mode = 0o755 if name in EXECUTABLE else 0o644
-            actual = _write_one(root, name, reader, mode)
+            actual = _digest(reader) if root is None else _write_one(root, name, reader, mode)
             if expected is not None and actual != expected.sha256:
                 raise _refuse(where, name, f"sha256 {actual}, the manifest lists "
                                            f"{expected.sha256}")
-        os.fsync(root)
+        if root is not None:
+            os.fsync(root)
     finally:
-        os.close(root)
+        if root is not None:
+            os.close(root)
+
+
+def _digest(reader: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: reader.read(CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_one(root: int, name: str, reader: IO[bytes], mode: int) -> str:

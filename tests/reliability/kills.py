@@ -1,7 +1,7 @@
 """kill -9 of an apply at chosen points, seen from outside (no hooks in the tool): when a path
-appears below the root or TMPDIR, when a child process (pip, npm, the installer, visudo,
-groupadd, systemctl) starts, or at a time offset; each then delayed by an offset drawn from
-the seed. The whole process group is killed, as a crash or power loss would.
+appears below the root (its scratch directory included), when a child process (pip, npm, the
+installer, visudo, groupadd, systemctl) starts, or at a time offset; each then delayed by an
+offset drawn from the seed. The whole process group is killed, as a crash or power loss would.
 
 After each kill: the invariants held at every poll, the hub in use still runs, and a plain
 re-run reaches exactly the manifest of an uninterrupted apply."""
@@ -21,29 +21,25 @@ from tests.reliability.harness import Result, Watch, World, clear, hub_answers, 
 from tests.reliability.manifest import compare
 
 POLL = 0.003
-GSHADOW = {"etc/gshadow", "etc/gshadow-"}
-# A known weakness (reported, not failing the run): see the report's observations.
-GROUPADD_KILLED = (
-    "groupadd killed after it wrote /etc/group and before /etc/gshadow: the re-run judges the "
-    "group done by /etc/group alone (system_files.existing_groups) and never adds its gshadow "
-    "entry")
+SCRATCH = "opt/tljh/state/tmp"  # the apply's temporary files (layout.SCRATCH)
 
 
 @dataclass(frozen=True)
 class Trigger:
     name: str
-    kind: str  # "root" / "tmp": a new path matching `pattern`; "link": the symlink `pattern`
+    kind: str  # "root": a new path matching `pattern`; "link": the symlink `pattern`
     # changes; "proc": a child's command line contains `pattern`; "time": the apply starts
     pattern: str
     max_delay: float  # the kill comes a seeded offset in [0, max_delay] s after the trigger
 
 
 FRESH = [  # an apply of the old lock into an empty root
-    Trigger("bundle unpacking starts", "tmp", "tljh-lock-bundle-*", 0.05),
-    Trigger("bundle members being written", "tmp", "tljh-lock-bundle-*/.bundle.*/sha256", 0.05),
+    Trigger("bundle unpacking starts", "root", f"{SCRATCH}/tljh-lock-bundle-*", 0.05),
+    Trigger("bundle members being written", "root",
+            f"{SCRATCH}/tljh-lock-bundle-*/.bundle.*/sha256", 0.05),
     Trigger("hub directory created", "root", "opt/tljh/hub.*", 0.05),
     Trigger("venv python linked", "root", "opt/tljh/hub.*/bin/python3", 0.02),
-    Trigger("wheel house prepared", "tmp", "tljh-lock-wheels-*", 0.05),
+    Trigger("wheel house prepared", "root", f"{SCRATCH}/tljh-lock-wheels-*", 0.05),
     Trigger("pip starts", "proc", "pip install", 0.0),
     Trigger("pip midway", "proc", "pip install", 1.0),
     Trigger("pip writes site-packages", "root",
@@ -127,7 +123,7 @@ def points(world: World, rng: random.Random, quick: bool, time_offsets: int) -> 
 class _Matcher:
     def __init__(self, world: World, trigger: Trigger, sid: int) -> None:
         self.world, self.trigger, self.sid = world, trigger, sid
-        self.before = self._paths() if trigger.kind in ("root", "tmp") else set()
+        self.before = self._paths() if trigger.kind == "root" else set()
         self.link = self._link() if trigger.kind == "link" else None
 
     def _link(self) -> Optional[str]:
@@ -137,8 +133,7 @@ class _Matcher:
             return None
 
     def _paths(self) -> set[str]:
-        base = self.world.root if self.trigger.kind == "root" else self.world.tmp
-        return set(_glob_hidden(str(base), self.trigger.pattern))
+        return set(_glob_hidden(str(self.world.root), self.trigger.pattern))
 
     def fired(self) -> bool:
         kind = self.trigger.kind
@@ -199,6 +194,10 @@ def run_point(world: World, point: Point) -> Result:
     if answering:
         problems.append(f"after the kill: {answering}")
     leaked = clear(world.tmp)
+    if leaked:
+        problems.append(f"the killed run left {leaked} in TMPDIR")
+    scratch = world.root / SCRATCH
+    in_scratch = sum(1 for _ in scratch.iterdir()) if scratch.is_dir() else 0
     rerun = world.run(world.apply_argv(label))
     if rerun.returncode != 0:
         problems.append(f"the re-run failed ({rerun.returncode}): {rerun.stderr[-400:]}")
@@ -212,22 +211,16 @@ def run_point(world: World, point: Point) -> Result:
         problems.append(f"the re-run left {leaked_after} in TMPDIR")
     detail = "killed" if killed else "the apply finished before the kill point"
     detail += f", {watch.polls} polls"
-    if leaked:
-        detail += (f"; the killed run left {len(leaked)} temporary director"
-                   f"{'y' if len(leaked) == 1 else 'ies'} in TMPDIR "
-                   f"({sum(s for _, s in leaked)} bytes: {', '.join(n for n, _ in leaked)})")
+    if in_scratch:
+        detail += f"; the scratch left {in_scratch} entries, which the re-run cleared"
     if problems:
         detail += "; " + "; ".join(problems)
     ok = not problems and loss.clean
     if not loss.clean:
         detail += f"; after the re-run the root differs: {loss.describe()}"
-    known = ""
-    if not ok and not problems and not loss.missing and not loss.extra \
-            and set(loss.changed) <= GSHADOW:
-        known = GROUPADD_KILLED
     return Result("kills", point.name, ok, detail, faults=1 if killed and ok else 0,
                   files_lost=loss.files_lost, bytes_lost=loss.bytes_lost,
-                  skipped=not killed and ok, known=known)
+                  skipped=not killed and ok)
 
 
 def run(world: World, rng: random.Random, quick: bool, log) -> list[Result]:  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ CLASSES = {
              "re-run",
     "inputs": "malformed locks, misbehaving mirrors (fetch, apply --mirror, apply "
               "--store-mirror), hostile bundles",
-    "disk-full": "a small tmpfs as the store, as TMPDIR, as the root",
+    "disk-full": "a small tmpfs as the store, as the root, as TMPDIR",
     "concurrency": "two applies at once, rollback during an apply, verify in a loop during an "
                    "apply",
     "rollback": "an older lock, hashes edited to another valid artifact and resealed",
@@ -73,7 +72,9 @@ def write(path: Path, results: list[Result], seed: int, command: str, seconds: f
         "directory or the new one, always a complete one (its marker written), and never goes "
         "back. After the kill, the hub the link points at still runs (`tljh-config`). Then a "
         "plain re-run must exit 0, `verify` must pass, and the manifest must equal that of an "
-        "uninterrupted apply into the same path. *Fault not reached*: the apply finished "
+        "uninterrupted apply into the same path (so the scratch directory a killed run left "
+        "must be gone). Nothing may be left in TMPDIR, which the apply does not use. *Fault "
+        "not reached*: the apply finished "
         "before the chosen point could be seen (it is not counted as a kill).",
         "- **inputs**, **rollback**: exit code and message checked (`tljh-lock: error: ...`, "
         "no traceback), the root's manifest identical before and after, the store holding only "
@@ -103,15 +104,12 @@ def write(path: Path, results: list[Result], seed: int, command: str, seconds: f
 
 def _observations(results: list[Result]) -> list[str]:
     kills = [r for r in results if r.cls == "kills" and not r.skipped]
-    leaking = [r for r in kills if "in TMPDIR (" in r.detail]
-    leaked = sum(int(m.group(1)) for r in leaking
-                 for m in [re.search(r"in TMPDIR \((\d+) bytes", r.detail)] if m)
+    in_scratch = [r for r in kills if "scratch left" in r.detail]
     found = [
-        f"- {len(leaking)} of {len(kills)} killed applies left temporary directories in TMPDIR "
-        f"({leaked} bytes in all: the unpacked bundle `tljh-lock-bundle-*`, the wheel house "
-        "`tljh-lock-wheels-*`, the npm work directory, the runner's `.npmrc`), which no later "
-        "apply removes. They are outside the root and not counted as lost; a killed apply "
-        "leaves the server's /tmp growing by the size of the bundle each time.",
+        f"- {len(in_scratch)} of {len(kills)} killed applies left temporary files in "
+        "`opt/tljh/state/tmp` (the unpacked bundle, the wheel house, npm's work directory); "
+        "each re-run cleared them under the apply lock before it began. Before that directory "
+        "existed, killed applies left them in TMPDIR, where nothing removed them.",
     ]
     found.append(
         "- The user environment is updated in place (`-u`), as TLJH keeps it: after a kill "

@@ -3,10 +3,13 @@ recorded after every step, so that an interrupted run resumes where it stopped."
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,20 +53,23 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
           log: Log = lambda _: None) -> Outcome:
     """Apply the lock at `lock_path`, or with none, the lock of the bundle `source`."""
     started = time.monotonic()
-    if lock_path is None:
-        assert isinstance(source, BundleSource)
-        lock_path = _bundle_lock(layout, source)
-    lock_bytes = lock_path.read_bytes()
-    lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
-    lock = lockfile.parse(lock_bytes.decode("utf-8", errors="replace"), str(lock_path))
     interpreter = probe(python)
     if dry_run:  # no lock taken: taking it would create the state directory
-        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
+        lock_bytes, lock = _read_lock(layout, lock_path, source)
+        plan = plan_apply(lock, hashlib.sha256(lock_bytes).hexdigest(), layout, source,
+                          interpreter)
         _refuse_downgrade(plan, S.load(layout.state_dir), allow_downgrade)
         return Outcome(plan, seconds=time.monotonic() - started)
-    with S.exclusive(layout.state_dir):
+    if isinstance(source, BundleSource) and lock_path is None \
+            and _kept_lock(layout, source) is None:
+        # Unpacked only under the lock, which creates the state directory: a damaged bundle
+        # is refused first, with nothing on the server touched.
+        source.verify()
+    with S.exclusive(layout.state_dir), _scratch(layout, source):
         state = S.load(layout.state_dir)
-        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
+        lock_bytes, lock = _read_lock(layout, lock_path, source)
+        plan = plan_apply(lock, hashlib.sha256(lock_bytes).hexdigest(), layout, source,
+                          interpreter)
         _refuse_downgrade(plan, state, allow_downgrade)
         outcome = Outcome(plan)
         ctx = Context(layout, source, log)
@@ -75,15 +81,42 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
     return outcome
 
 
-def _bundle_lock(layout: Layout, source: BundleSource) -> Path:
-    """The bundle's lock: the copy kept in the state when this lock was applied before (so that
-    a no-op re-run reads only the bundle's manifest), else unpacked from the bundle."""
+@contextmanager
+def _scratch(layout: Layout, source: ArtifactSource) -> Iterator[None]:
+    """Temporary files (the unpacked bundle, the wheel house, npm's cache, what pip and npm
+    make) go below the state directory, not TMPDIR: a killed run's leftovers are cleared by
+    the next run, under the apply lock, and a full disk is the root's, not a small /tmp's."""
+    scratch = layout.path(L.SCRATCH)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700, parents=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(scratch)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+        source.close()  # what it unpacked is in the scratch
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_lock(layout: Layout, lock_path: Path | None,
+               source: ArtifactSource) -> tuple[bytes, lockfile.Lock]:
+    if lock_path is None:
+        assert isinstance(source, BundleSource)
+        lock_path = _kept_lock(layout, source) or source.lock_file()
+    lock_bytes = lock_path.read_bytes()
+    return lock_bytes, lockfile.parse(lock_bytes.decode("utf-8", errors="replace"),
+                                      str(lock_path))
+
+
+def _kept_lock(layout: Layout, source: BundleSource) -> Path | None:
+    """The bundle's lock as kept in the state when it was applied before, so that a no-op
+    re-run reads only the bundle's manifest."""
     for generation in reversed(S.load(layout.state_dir).generations):
         copy = S.lock_copy(layout.state_dir, generation.number)
         if generation.lock_sha256 == source.lock_sha256 and copy.exists() \
                 and file_sha256(copy) == source.lock_sha256:
             return copy
-    return source.lock_file()
+    return None
 
 
 def _refuse_downgrade(plan: Plan, state: State, allow_downgrade: bool) -> None:
@@ -101,7 +134,15 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
         if step.done:
             continue
         ctx.log(f"{step.id}: {step.summary}")
-        step.execute(ctx)
+        try:
+            step.execute(ctx)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = exc.filename or ctx.layout.path(L.PREFIX)
+            raise TljhLockError(f"{step.id}: no space left on the device holding {where}",
+                                hint="free some space there, then run this command again; "
+                                     "the previous generation stays in use") from None
         state.steps[step.id] = step.key
         state.trees.update(ctx.trees)
         if isinstance(step, FileStep):

@@ -11,6 +11,7 @@ NODE = f"{PREFIX}/node"  # symlink to the current Node.js directory
 PROXY = f"{PREFIX}/proxy"  # symlink to the current configurable-http-proxy directory
 USER = f"{PREFIX}/user"
 STATE = f"{PREFIX}/state"
+SCRATCH = f"{STATE}/tmp"  # emptied by every apply, under its lock
 CONFIG = f"{PREFIX}/config"
 UNIT_DIR = "/etc/systemd/system"
 SUDOERS = "/etc/sudoers.d/jupyterhub-admins"
