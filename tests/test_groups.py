@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,17 @@ def test_a_live_holders_lock_is_left_alone(tmp_path: Path) -> None:
     (etc / "group+").write_text(GROUP)
     (etc / "gshadow.lock").write_text("not a pid")
     assert system_files.shadow_residue(Layout(root)) == []
+
+
+def test_a_killed_holder_not_yet_reaped_holds_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    etc = _etc(root)
+    zombie = subprocess.Popen(["true"])  # not waited for: a zombie once it exits
+    stat = Path(f"/proc/{zombie.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    (etc / "group.lock").write_text(str(zombie.pid))
+    try:
+        assert [p.name for p in system_files.shadow_residue(Layout(root))] == ["group.lock"]
+    finally:
+        zombie.wait()

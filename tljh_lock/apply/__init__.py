@@ -13,6 +13,8 @@ What goes where (below --root):
     /opt/tljh/user                  Miniforge (in place, as TLJH keeps it) + the user pip set
     /opt/tljh/state/                state.json, generations/<n>.lock.toml, apply.lock,
                                     proxy.env (0600), jupyterhub_config.py, traefik*.toml
+    /opt/tljh/state/tmp/            the run's temporary files (TMPDIR of what it runs),
+                                    emptied under the lock at its start and end
     /etc/systemd/system/{jupyterhub,configurable-http-proxy,traefik}.service (enabled)
     /etc/sudoers.d/jupyterhub-admins, /usr/bin/tljh-config -> /opt/tljh/hub/bin/tljh-config
     groups jupyterhub-users, jupyterhub-admins

@@ -141,7 +141,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process stays a zombie until its parent (or init) reaps it; kill(pid, 0) still
+    # finds it, but it holds nothing.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2:][:1] != "Z"
 
 
 def _pid_in(path: Path) -> int | None:
