@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +21,10 @@ from tljh_lock.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RECIPES = REPO / "tests" / "recipes"
+UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections fail fast
+NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin")
+NEEDS_NGINX = pytest.mark.skipif(NGINX is None,
+                                 reason="nginx is not installed (Debian package nginx-light)")
 
 
 @dataclass
@@ -85,3 +94,45 @@ def tljh(capsys: pytest.CaptureFixture[str]):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@contextmanager
+def nginx_serving(directory: Path, work: Path) -> Iterator[str]:
+    """Debian's nginx serving `directory` as static files on 127.0.0.1; yields its URL."""
+    assert NGINX is not None
+    work.mkdir(parents=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    # As root, nginx's workers would drop to www-data, who cannot enter pytest's 0700 tmp.
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.getuid() == 0 else ""
+    temp = " ".join(f"{kind}_temp_path {work}/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+{user}
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{}}
+http {{
+  access_log off;
+  {temp}
+  server {{ listen 127.0.0.1:{port}; root {directory}; }}
+}}
+""")
+    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(work)])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or nginx.poll() is not None:
+                raise AssertionError(f"nginx does not listen on port {port}: "
+                                     f"{(work / 'error.log').read_text(errors='replace')}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)

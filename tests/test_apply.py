@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
 from tests.reliability.scenario import (
     NEEDS,
     PIP_WHEEL,
@@ -285,6 +286,28 @@ def test_apply_from_bundle_without_network(bundle: Path, root: Path, tmp_path: P
     status = run_offline_from_bundle(bundle, tmp_path, "status", "--json", "--root", str(root))
     assert json.loads(status.stdout)["current"]["lock-sha256"] == \
         safe_archive.read_manifest(bundle).lock.sha256
+
+
+@NEEDS_NGINX
+def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Path, root: Path,
+                                                  tmp_path: Path, tljh) -> None:  # type: ignore[no-untyped-def]
+    """How a fleet installs from one cache: an unpacked bundle behind nginx, the upstream out
+    of reach; the server fetches what its empty store lacks, verifies it, and applies."""
+    www = tmp_path / "www"
+    safe_archive.extract(bundle, www)
+    nowhere = [f"--mirror=https://{host.name}/={UNREACHABLE}"
+               for host in sorted(fixture.upstream.iterdir())]
+    store = tmp_path / "store"
+    with nginx_serving(www, tmp_path / "nginx") as url:
+        result = tljh("apply", "--lock", fixture.locks["old"], "--store", store,
+                      "--store-mirror", url, *nowhere, "--root", root,
+                      "--python", SYSTEM_PYTHON, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["generation"] == 1
+    assert engine.verify(Layout(root)) == []
+    out = subprocess.run([root / "opt/tljh/hub/bin/tljh-config"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "tljh-config (fixture)"  # built again from the fetched pin
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
-import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
 from tests.reliability import scenario
 from tests.test_store_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
@@ -31,7 +30,6 @@ REAL_LOCK = REPO / "locks" / "tljh.lock.toml"
 # Bare interpreters: Debian 12's own (no tarfile filters) and the oldest python we support.
 BARE_PYTHONS = [p for p in ("/usr/bin/python3", "/root/.pyenv/versions/3.9.18/bin/python3")
                 if Path(p).exists()]
-UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections fail fast
 
 
 @pytest.fixture(scope="module")
@@ -176,66 +174,17 @@ def test_unpacked_bundle_is_a_mirror(
     assert records[0].tree_hash == world["facts"]["tljh"]["tree_hash"]
 
 
-@pytest.mark.skipif(not shutil.which("nginx", path="/usr/sbin:/usr/bin"),
-                    reason="nginx is not installed (Debian package nginx)")
+@NEEDS_NGINX
 def test_nginx_serves_an_unpacked_bundle(
     bundled: dict[str, Any], world: dict[str, Any], tmp_path: Path
 ) -> None:
     unpacked = tmp_path / "www"
     safe_archive.extract(bundled["bundles"][0], unpacked)
-    port = _free_port()
-    conf = tmp_path / "nginx.conf"
-    # As root, nginx's workers would drop to www-data, who cannot enter pytest's 0700 tmp.
-    user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.getuid() == 0 else ""
-    conf.write_text(f"""
-{user}
-daemon off;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{}}
-http {{
-  access_log off;
-  client_body_temp_path {tmp_path}/body;
-  proxy_temp_path {tmp_path}/proxy;
-  fastcgi_temp_path {tmp_path}/fastcgi;
-  uwsgi_temp_path {tmp_path}/uwsgi;
-  scgi_temp_path {tmp_path}/scgi;
-  server {{ listen 127.0.0.1:{port}; root {unpacked}; }}
-}}
-""")
-    nginx = subprocess.Popen([shutil.which("nginx", path="/usr/sbin:/usr/bin") or "nginx",
-                              "-c", str(conf), "-p", str(tmp_path)])
-    try:
-        _wait_for_port(port)
+    with nginx_serving(unpacked, tmp_path / "nginx") as url:
         nowhere = MirrorMap.from_pairs({c: UNREACHABLE for c in world["upstream"].mirror_map()})
-        fetcher = Fetcher(Store(tmp_path / "store"), nowhere, [f"http://127.0.0.1:{port}/"],
-                          backoff=0, attempts=1)
+        fetcher = Fetcher(Store(tmp_path / "store"), nowhere, [url], backoff=0, attempts=1)
         report, _ = fetch_lock(world["lock"], "x86_64", fetcher)
         assert report.downloaded == len(world["lock"].artifacts("x86_64"))
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 @pytest.mark.parametrize("python", BARE_PYTHONS)
