@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from tests.upstream import FixtureUpstream, generate_hub_scenario
-from tests.upstream.conda_scenarios import generate_conda_scenario
 from tests.upstream.npm_scenarios import generate_npm_scenario
 from tests.upstream.release_scenarios import generate_release_scenario
 from tests.upstream.user_env_scenarios import generate_user_env_scenario
@@ -41,7 +40,7 @@ def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
     upstream = OUT / "upstream"
-    for generate in (generate_hub_scenario, generate_user_env_scenario, generate_conda_scenario,
+    for generate in (generate_hub_scenario, generate_user_env_scenario,
                      generate_release_scenario, generate_npm_scenario):
         generate(upstream)
     lock = OUT / "tljh.lock.toml"

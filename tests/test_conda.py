@@ -5,13 +5,14 @@ Offline against the fixture conda channel (tests/upstream/conda_scenarios.py).
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Upstream, copy_recipes, serve
+from tests.conftest import REPO, Upstream, copy_recipes, serve
 from tests.upstream import FixtureUpstream
 from tests.upstream.conda_scenarios import (
     CondaPackage,
@@ -40,9 +41,14 @@ def own_channel(tmp_path: Path) -> Iterator[Upstream]:
         yield upstream
 
 
+CONDA_RECIPE = REPO / "tests" / "recipes-conda" / "user-env-conda.toml"
+
+
 @pytest.fixture
 def conda_recipes(tmp_path: Path) -> Path:
-    return copy_recipes(tmp_path / "recipes", "user-env-conda")
+    recipes = copy_recipes(tmp_path / "recipes")
+    shutil.copyfile(CONDA_RECIPE, recipes / CONDA_RECIPE.name)
+    return recipes
 
 
 def update(tljh, upstream: Upstream, recipes: Path, lock: Path, *extra: str):
@@ -129,6 +135,19 @@ def test_update_twice_is_byte_identical(tljh, channel: Upstream, conda_recipes: 
     export_a = tljh("export", "--lock", first, "--format", "conda-lock").out
     export_b = tljh("export", "--lock", second, "--format", "conda-lock").out
     assert export_a == export_b
+
+
+def test_apply_refuses_what_it_cannot_install(tljh, channel: Upstream, conda_recipes: Path,
+                                              tmp_path: Path):
+    lock = tmp_path / "tljh.lock.toml"
+    update(tljh, channel, conda_recipes, lock)
+    root = tmp_path / "root"
+    for dry_run in ([], ["--dry-run"]):
+        result = tljh("apply", "--lock", lock, "--store", tmp_path / "store", "--root", root,
+                      *dry_run)
+        assert result.code == EXIT_INPUT, result.err
+        assert "cannot apply the component 'user-env-conda' (conda)" in result.err
+        assert not root.exists()  # refused before the apply lock made the state directory
 
 
 def test_pins_stay_until_upgraded(tljh, own_channel: Upstream, conda_recipes: Path,

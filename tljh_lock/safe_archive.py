@@ -223,16 +223,20 @@ def extract(bundle: Path, dest: Path, expect_lock_sha256: str | None = None) -> 
         raise InputError(f"{dest} already exists; extract into a new directory")
     if not dest.parent.is_dir():
         raise InputError(f"{dest.parent}: no such directory to extract into")
-    return _read_all(bundle, expect_lock_sha256, dest)
+    return _read_all(bundle, expect_lock_sha256, dest, {})
 
 
-def verify(bundle: Path, expect_lock_sha256: str | None = None) -> Manifest:
+def verify(bundle: Path, expect_lock_sha256: str | None = None) -> bytes:
     """Every check of `extract`, every member hashed, and nothing written: what lets apply
-    refuse a damaged bundle before it creates anything on the server."""
-    return _read_all(bundle, expect_lock_sha256, None)
+    refuse a damaged bundle (or a lock it cannot apply) before it creates anything on the
+    server. Returns the lock's bytes, verified."""
+    kept: dict[str, bytes] = {}
+    _read_all(bundle, expect_lock_sha256, None, kept)
+    return kept[LOCK_NAME]
 
 
-def _read_all(bundle: Path, expect_lock_sha256: str | None, dest: Path | None) -> Manifest:
+def _read_all(bundle: Path, expect_lock_sha256: str | None, dest: Path | None,
+              kept: dict[str, bytes]) -> Manifest:
     where = str(bundle)
     try:
         with _open(bundle) as tar:
@@ -243,11 +247,11 @@ def _read_all(bundle: Path, expect_lock_sha256: str | None, dest: Path | None) -
                     f"not the expected {expect_lock_sha256}",
                     hint="this bundle was made from another lock")
             if dest is None:
-                _read_members(tar, where, manifest, files, None)
+                _read_members(tar, where, manifest, files, None, kept)
                 return manifest
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
             try:
-                _read_members(tar, where, manifest, files, staging)
+                _read_members(tar, where, manifest, files, staging, kept)
                 os.rename(staging, dest)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -264,8 +268,10 @@ def _read_all(bundle: Path, expect_lock_sha256: str | None, dest: Path | None) -
 
 
 def _read_members(tar: tarfile.TarFile, where: str, manifest: Manifest,
-                  files: dict[str, tarfile.TarInfo], staging: Path | None) -> None:
-    """Hash every member against the manifest, writing each below `staging` if given."""
+                  files: dict[str, tarfile.TarInfo], staging: Path | None,
+                  kept: dict[str, bytes]) -> None:
+    """Hash every member against the manifest, writing each below `staging` if given; when
+    not, keep the lock's bytes in `kept`."""
     root = None if staging is None else \
         os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
@@ -274,7 +280,13 @@ def _read_members(tar: tarfile.TarFile, where: str, manifest: Manifest,
             assert reader is not None
             expected = manifest.members.get(name)
             mode = 0o755 if name in EXECUTABLE else 0o644
-            actual = _digest(reader) if root is None else _write_one(root, name, reader, mode)
+            if root is not None:
+                actual = _write_one(root, name, reader, mode)
+            elif name == LOCK_NAME:
+                kept[name] = reader.read()
+                actual = hashlib.sha256(kept[name]).hexdigest()
+            else:
+                actual = _digest(reader)
             if expected is not None and actual != expected.sha256:
                 raise _refuse(where, name, f"sha256 {actual}, the manifest lists "
                                            f"{expected.sha256}")

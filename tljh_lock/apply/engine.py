@@ -19,7 +19,13 @@ from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
 from tljh_lock.apply import system_files
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.plan import Plan, downgrade_reasons, plan_apply, system_steps
+from tljh_lock.apply.plan import (
+    Plan,
+    check_applicable,
+    downgrade_reasons,
+    plan_apply,
+    system_steps,
+)
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.state import Generation, State
 from tljh_lock.apply.steps import MARKER, Context, FileStep, Step
@@ -54,22 +60,18 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
     """Apply the lock at `lock_path`, or with none, the lock of the bundle `source`."""
     started = time.monotonic()
     interpreter = probe(python)
+    lock_bytes, where = _lock_bytes(layout, lock_path, source)
+    lock = lockfile.parse(lock_bytes.decode("utf-8", errors="replace"), str(where))
+    lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
+    # The apply lock creates the state directory: what can be refused is refused first.
+    check_applicable(lock)
     if dry_run:  # no lock taken: taking it would create the state directory
-        lock_bytes, lock = _read_lock(layout, lock_path, source)
-        plan = plan_apply(lock, hashlib.sha256(lock_bytes).hexdigest(), layout, source,
-                          interpreter)
+        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
         _refuse_downgrade(plan, S.load(layout.state_dir), allow_downgrade)
         return Outcome(plan, seconds=time.monotonic() - started)
-    if isinstance(source, BundleSource) and lock_path is None \
-            and _kept_lock(layout, source) is None:
-        # Unpacked only under the lock, which creates the state directory: a damaged bundle
-        # is refused first, with nothing on the server touched.
-        source.verify()
     with S.exclusive(layout.state_dir), _scratch(layout, source):
         state = S.load(layout.state_dir)
-        lock_bytes, lock = _read_lock(layout, lock_path, source)
-        plan = plan_apply(lock, hashlib.sha256(lock_bytes).hexdigest(), layout, source,
-                          interpreter)
+        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
         _refuse_downgrade(plan, state, allow_downgrade)
         outcome = Outcome(plan)
         ctx = Context(layout, source, log)
@@ -98,14 +100,18 @@ def _scratch(layout: Layout, source: ArtifactSource) -> Iterator[None]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _read_lock(layout: Layout, lock_path: Path | None,
-               source: ArtifactSource) -> tuple[bytes, lockfile.Lock]:
-    if lock_path is None:
-        assert isinstance(source, BundleSource)
-        lock_path = _kept_lock(layout, source) or source.lock_file()
-    lock_bytes = lock_path.read_bytes()
-    return lock_bytes, lockfile.parse(lock_bytes.decode("utf-8", errors="replace"),
-                                      str(lock_path))
+def _lock_bytes(layout: Layout, lock_path: Path | None,
+                source: ArtifactSource) -> tuple[bytes, Path]:
+    """The lock to apply and where it was read, before anything is written: a bundle's comes
+    from the state when it was applied before, else with the whole bundle checked (it is
+    unpacked only under the apply lock)."""
+    if lock_path is not None:
+        return lock_path.read_bytes(), lock_path
+    assert isinstance(source, BundleSource)
+    kept = _kept_lock(layout, source)
+    if kept is not None:
+        return kept.read_bytes(), kept
+    return source.verify(), source.bundle
 
 
 def _kept_lock(layout: Layout, source: BundleSource) -> Path | None:

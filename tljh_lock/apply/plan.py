@@ -43,6 +43,7 @@ NODEJS = "nodejs"
 PROXY = "configurable-http-proxy"
 MINIFORGE = "miniforge"
 USER_ENV = "user-env"
+APPLIED = (HUB, TRAEFIK, NODEJS, PROXY, MINIFORGE, USER_ENV)
 
 # The versions the downgrade rule compares, wherever a component pins them.
 COMPARED = ("jupyterhub", "the-littlest-jupyterhub", "traefik", "nodejs",
@@ -67,6 +68,19 @@ class Plan:
     @property
     def pending(self) -> list[Step]:
         return [step for step in self.steps if not step.done]
+
+
+def check_applicable(lock: Lock) -> None:
+    """Installing strictly from the lock: no component in it may be skipped."""
+    unknown = sorted(set(lock.components) - set(APPLIED))
+    if unknown:
+        raise InputError(
+            "this tljh-lock cannot apply the component"
+            f"{'s' if len(unknown) > 1 else ''} "
+            + ", ".join(f"{name!r} ({lock.components[name].kind})" for name in unknown)
+            + f"; it applies {', '.join(APPLIED)}",
+            hint="remove that recipe and run `tljh-lock update`; a conda component can be "
+                 "installed with `tljh-lock export --format conda-lock` and conda-lock")
 
 
 def plan_apply(lock: Lock, lock_sha256: str, layout: Layout, source: ArtifactSource,

@@ -124,8 +124,9 @@ class BundleSource(ArtifactSource):
     def lock_file(self) -> Path:
         return self.directory / safe_archive.LOCK_NAME
 
-    def verify(self) -> None:
-        safe_archive.verify(self.bundle, self.lock_sha256)
+    def verify(self) -> bytes:
+        """Check the whole bundle without unpacking it; the lock's bytes."""
+        return safe_archive.verify(self.bundle, self.lock_sha256)
 
     def close(self) -> None:
         if self._tmp is not None:
