@@ -21,16 +21,10 @@ VOLATILE_CONTENT = {
 }
 VOLATILE_NOTES = {
     **VOLATILE_CONTENT,
-    "opt/tljh/state/state.json": "`applied-at` of each generation is a timestamp, and "
-                                 "`trees` hashes the built directories, direct_url.json "
-                                 "included (below): compared without both, and `verify` must "
-                                 "pass after every case instead",
-    "*.dist-info/direct_url.json, RECORD": "pip records the path of the wheel it installed "
-                                           "from, a random temporary directory "
-                                           "(tljh-lock-wheels-XXXX): compared with it replaced",
+    "opt/tljh/state/state.json": "`applied-at` of each generation is a timestamp: compared "
+                                 "without it",
     "__pycache__/": "bytecode python writes at run time (tree.py skips it for the same reason)",
 }
-_WHEEL_HOUSE = re.compile(rb"tljh-lock-wheels-[a-z0-9_]+")
 _BUILT = re.compile(r"opt/tljh/(hub|node|proxy)\.[0-9a-f]{16}")
 STATE_JSON = "opt/tljh/state/state.json"
 
@@ -49,15 +43,9 @@ def _normalized(rel: str, data: bytes) -> bytes:
             state = json.loads(data)
             for generation in state.get("generations", []):
                 generation.pop("applied-at", None)
-            state["trees"] = sorted(state.get("trees", {}))
             return json.dumps(state, sort_keys=True).encode()
         except ValueError:
             return data  # a damaged state file must show as such
-    if ".dist-info/" in rel and rel.endswith(("/direct_url.json", "/RECORD")):
-        data = _WHEEL_HOUSE.sub(b"tljh-lock-wheels-*", data)
-        if rel.endswith("/RECORD"):  # the line of direct_url.json carries its hash
-            data = b"\n".join(line for line in data.split(b"\n")
-                              if b"/direct_url.json," not in line)
     return data
 
 
