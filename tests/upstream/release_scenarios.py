@@ -17,7 +17,6 @@ timestamps.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import lzma
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
+from .artifacts import sha256_file
 from .fixture_backend import FIXED_MTIME
 
 __all__ = [
@@ -111,14 +111,6 @@ def _add(tar: tarfile.TarFile, entry: TarEntry) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -130,7 +122,7 @@ def _read_list(path: Path) -> list[Any]:
 
 def _facts(root: Path, path: Path) -> dict[str, Any]:
     return {"name": path.name, "url": "https://" + path.relative_to(root).as_posix(),
-            "size": path.stat().st_size, "sha256": _sha256(path)}
+            "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def publish_github_release(
@@ -165,7 +157,7 @@ def publish_github_release(
             path.write_bytes(content)
         files[name] = path
     omitted = set(omit_from_checksums)
-    sums = {name: _sha256(path) for name, path in files.items()}
+    sums = {name: sha256_file(path) for name, path in files.items()}
     if checksums is not None:
         # also names a file of a platform we do not publish
         lines = [f"{'0' * 64}  {repo.split('/')[1]}_{tag}_darwin_amd64.tar.gz"]
