@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PIP_ENV) $(BIN)/pip install -q --upgrade pip
 	$(PIP_ENV) $(BIN)/pip install -q -e '.[dev]'
 	# the pure-Python wheels each bundle's zipapp vendors, so that later builds work offline
-	$(BIN)/python -m tljh_lock.zipapp --prefetch
+	$(BIN)/python -m tljh_lock.bundle.zipapp --prefetch
 	touch $@
 
 demo: $(STAMP)

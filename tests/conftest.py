@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.upstream import FixtureUpstream, generate_hub_scenario
-from tljh_lock.cli import main
+from tljh_lock.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RECIPES = REPO / "tests" / "recipes"

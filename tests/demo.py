@@ -34,7 +34,7 @@ def tljh_lock(*args: str | Path) -> None:
 
 
 def main() -> int:
-    # The zipapp's vendored wheels were put there by `make` (python -m tljh_lock.zipapp
+    # The zipapp's vendored wheels were put there by `make` (python -m tljh_lock.bundle.zipapp
     # --prefetch): the demo itself needs no network.
     os.environ.setdefault("TLJH_LOCK_STORE", str(REPO / "build" / "store"))
     if OUT.exists():

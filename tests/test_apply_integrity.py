@@ -6,7 +6,7 @@ import pytest
 
 from tests.upstream import build_wheel
 from tljh_lock.apply.venv import check_wheel_metadata
-from tljh_lock.errors import IntegrityError
+from tljh_lock.core.errors import IntegrityError
 
 
 def test_a_wheel_under_another_versions_file_name_is_refused(tmp_path):

@@ -9,11 +9,12 @@ import pytest
 
 from tests.test_store_fetch import fetcher_for, scenario_lock
 from tests.upstream import FixtureUpstream, build_wheel, generate_hub_scenario
-from tljh_lock import build_wheels, runner
-from tljh_lock.errors import TljhLockError
-from tljh_lock.fetch import fetch_lock
-from tljh_lock.lockfile import Artifact
-from tljh_lock.targets import Target
+from tljh_lock.core import runner
+from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.targets import Target
+from tljh_lock.lock.model import Artifact
+from tljh_lock.store import build_wheels
+from tljh_lock.store.fetch import fetch_lock
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,14 @@ from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
 from tests.reliability import scenario
 from tests.test_store_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
-from tljh_lock import cli, cli_bundle, safe_archive, zipapp
-from tljh_lock.errors import TljhLockError
-from tljh_lock.fetch import Fetcher, fetch_lock
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import Store
-from tljh_lock.store import file_sha256 as sha256_of
+from tljh_lock.bundle import safe_archive, zipapp
+from tljh_lock.cli import bundle as cli_bundle
+from tljh_lock.cli import main as cli
+from tljh_lock.core.errors import TljhLockError
+from tljh_lock.store.cas import Store
+from tljh_lock.store.cas import file_sha256 as sha256_of
+from tljh_lock.store.fetch import Fetcher, fetch_lock
+from tljh_lock.upstream.mirrors import MirrorMap
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_LOCK = REPO / "locks" / "tljh.lock.toml"

@@ -11,13 +11,13 @@ from tests.conftest import copy_recipes
 from tests.upstream import FixtureUpstream
 from tests.upstream.npm_scenarios import generate_npm_scenario
 from tests.upstream.release_scenarios import generate_release_scenario
-from tljh_lock import lockfile
-from tljh_lock.errors import EXIT_FAILURE
+from tljh_lock.core.errors import EXIT_FAILURE
+from tljh_lock.lock import model as lockfile
 
 
 @pytest.fixture(scope="module")
 def node_lock(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from tljh_lock.cli import main
+    from tljh_lock.cli.main import main
 
     work = tmp_path_factory.mktemp("cross")
     root = work / "upstream"

@@ -8,8 +8,8 @@ import tomllib
 from packaging.pylock import Pylock
 
 from tests.conftest import REPO
-from tljh_lock import lockfile
-from tljh_lock.export_pylock import export
+from tljh_lock.inspect.export.pylock import export
+from tljh_lock.lock import model as lockfile
 
 LOCK = REPO / "locks" / "tljh.lock.toml"
 

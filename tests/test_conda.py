@@ -20,10 +20,12 @@ from tests.upstream.conda_scenarios import (
     publish_channel,
     scenario_packages,
 )
-from tljh_lock import conda_lock_kind, lockfile, runner
-from tljh_lock.conda_lock_kind import Component
-from tljh_lock.conda_lock_kind import CondaPackage as LockedPackage
-from tljh_lock.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
+from tljh_lock.core import runner
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds import conda as conda_lock_kind
+from tljh_lock.lock.kinds.conda import Component
+from tljh_lock.lock.kinds.conda import CondaPackage as LockedPackage
 
 CONDA_LOCK = Path(sys.executable).with_name("conda-lock")
 

@@ -18,8 +18,8 @@ import pytest
 
 from tests.e2e.real_bundle import build_real_bundles
 from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
-from tljh_lock import safe_archive
-from tljh_lock.errors import EXIT_FAILURE, EXIT_INTEGRITY
+from tljh_lock.bundle import safe_archive
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INTEGRITY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e.fixtures import *  # noqa: E402, F403  (e2e_rootfs, e2e_workdir)

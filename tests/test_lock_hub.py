@@ -13,9 +13,9 @@ from packaging.pylock import Pylock
 
 from tests.conftest import Upstream
 from tests.upstream import FixtureUpstream
-from tljh_lock import lockfile
-from tljh_lock.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY
-from tljh_lock.targets import default_targets
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY
+from tljh_lock.core.targets import default_targets
+from tljh_lock.lock import model as lockfile
 
 
 def update(tljh, upstream: Upstream, recipes: Path, lock: Path, *extra: str):

@@ -18,18 +18,23 @@ import pytest
 from tests.conftest import REPO, Upstream, copy_recipes
 from tests.upstream import FixtureUpstream
 from tests.upstream.npm_scenarios import generate_npm_scenario
-from tljh_lock import export_package_lock, lockfile, npm_lock, npm_resolve, recipes, runner
-from tljh_lock.errors import (
+from tljh_lock.core import runner
+from tljh_lock.core.errors import (
     EXIT_FAILURE,
     EXIT_INPUT,
     EXIT_INTEGRITY,
     EXIT_UPSTREAM,
     InputError,
 )
-from tljh_lock.http import Client
-from tljh_lock.lockfile import Artifact, Lock
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.schema import Table
+from tljh_lock.core.schema import Table
+from tljh_lock.inspect.export import package_lock as export_package_lock
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import recipes
+from tljh_lock.lock.kinds import npm as npm_lock
+from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.resolve import npm as npm_resolve
+from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.mirrors import MirrorMap
 
 NAME = "configurable-http-proxy"
 CHP_INTEGRITY = ("sha512-5au4O12dEFFHWNm9Y7Exm06TYc1CnMOvvptPTU83Vw7Nz9j0jUqQQwKDR1xT52gqX+X6D8U"

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tljh_lock import lockfile, pip_lock, runner
-from tljh_lock.check import walk
-from tljh_lock.http import Client
-from tljh_lock.pypi_index import download
-from tljh_lock.targets import Target
+from tljh_lock.core import runner
+from tljh_lock.core.targets import Target
+from tljh_lock.inspect.check import walk
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.pypi import download
 
 pytestmark = pytest.mark.online
 

@@ -24,16 +24,18 @@ from tests.upstream.release_scenarios import (
     publish_github_release,
     traefik_tarball,
 )
-from tljh_lock import github_releases, lockfile, tomlio
-from tljh_lock.diff import diff_locks
-from tljh_lock.errors import InputError, UpstreamError
-from tljh_lock.http import Client
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.recipes import load as load_recipes
-from tljh_lock.release_lock import Component
-from tljh_lock.release_resolve import ReleaseRecipe, parse_sha256sums, resolve
-from tljh_lock.schema import Table
-from tljh_lock.targets import default_targets
+from tljh_lock.core import tomlio
+from tljh_lock.core.errors import InputError, UpstreamError
+from tljh_lock.core.schema import Table
+from tljh_lock.core.targets import default_targets
+from tljh_lock.inspect.diff import diff_locks
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds.release import Component
+from tljh_lock.lock.recipes import load as load_recipes
+from tljh_lock.resolve.release import ReleaseRecipe, parse_sha256sums, resolve
+from tljh_lock.upstream import github as github_releases
+from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.mirrors import MirrorMap
 
 RELEASES = ("traefik", "miniforge", "nodejs")
 SHARED = Path(os.environ.get("TLJH_SHARED", REPO.parent / "shared"))

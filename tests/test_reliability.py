@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import concurrency, diskfull, harness, inputs, kills, rollback, scenario
-from tljh_lock import lockfile
 from tljh_lock.apply.state import write_atomic
-from tljh_lock.errors import InputError
+from tljh_lock.core.errors import InputError
+from tljh_lock.lock import model as lockfile
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or scenario.PIP_WHEEL is None

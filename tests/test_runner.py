@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tljh_lock.errors import TljhLockError
-from tljh_lock.runner import clean_environment, run
+from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.runner import clean_environment, run
 
 
 def test_a_full_disk_is_named_without_the_tools_traceback() -> None:

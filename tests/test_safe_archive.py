@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tljh_lock import safe_archive
-from tljh_lock.errors import TljhLockError
-from tljh_lock.safe_archive import Entry, Manifest
+from tljh_lock.bundle import safe_archive
+from tljh_lock.bundle.safe_archive import Entry, Manifest
+from tljh_lock.core.errors import TljhLockError
 
 REPO = Path(__file__).resolve().parent.parent
 OTHER_PYTHONS = [p for p in ("/usr/bin/python3", "/root/.pyenv/versions/3.9.18/bin/python3")
@@ -204,8 +204,8 @@ SCRIPT = """
 import json, sys, tarfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from tljh_lock import safe_archive
-from tljh_lock.errors import TljhLockError
+from tljh_lock.bundle import safe_archive
+from tljh_lock.core.errors import TljhLockError
 results = {"_filters": hasattr(tarfile, "data_filter"), "_version": sys.version.split()[0]}
 for case in sorted(Path(sys.argv[2]).iterdir()):
     try:
@@ -239,7 +239,7 @@ def test_hostile_archives_refused_by_other_pythons(
 def test_good_bundle_extracts_on_every_python(tmp_path: Path, python: str) -> None:
     write_tar(tmp_path / "b.tar", good_members())
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-            "from tljh_lock import safe_archive; "
+            "from tljh_lock.bundle import safe_archive; "
             "print(safe_archive.extract(Path(sys.argv[2]), Path(sys.argv[3])).lock.sha256)")
     proc = subprocess.run([python, "-I", "-c", code, str(REPO), str(tmp_path / "b.tar"),
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60)

@@ -12,14 +12,14 @@ import pytest
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 
 from tests.upstream import FixtureUpstream
-from tljh_lock import fetch as fetch_module
-from tljh_lock import pip_lock
-from tljh_lock.errors import IntegrityError, TljhLockError, UpstreamError
-from tljh_lock.fetch import Fetcher, fetch_lock, lock_sources
-from tljh_lock.lockfile import Artifact, Lock
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import Store
-from tljh_lock.targets import Target
+from tljh_lock.core.errors import IntegrityError, TljhLockError, UpstreamError
+from tljh_lock.core.targets import Target
+from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.store import fetch as fetch_module
+from tljh_lock.store.cas import Store
+from tljh_lock.store.fetch import Fetcher, fetch_lock, lock_sources
+from tljh_lock.upstream.mirrors import MirrorMap
 
 TARGETS = [
     Target("debian-11-x86_64", "3.9.2", "2.31", "x86_64"),

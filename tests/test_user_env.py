@@ -18,9 +18,10 @@ from packaging.pylock import Pylock, PylockSelectError
 from tests.conftest import REPO, Upstream, copy_recipes
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tests.upstream.user_env_scenarios import generate_user_env_scenario, publish_newer_hub
-from tljh_lock import lockfile, runner
-from tljh_lock.errors import EXIT_FAILURE, EXIT_INPUT
-from tljh_lock.targets import Target
+from tljh_lock.core import runner
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT
+from tljh_lock.core.targets import Target
+from tljh_lock.lock import model as lockfile
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,5 +1,5 @@
 import sys
 
-from tljh_lock.cli import main
+from tljh_lock.cli.main import main
 
 sys.exit(main())

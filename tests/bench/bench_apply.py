@@ -29,13 +29,16 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from tests.bench.bench_update import timed
 from tests.e2e.real_bundle import build_real_bundles
-from tljh_lock import lockfile, pip_lock, runner, safe_archive
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import BundleSource
 from tljh_lock.apply.venv import probe, target_for, wheel_set
-from tljh_lock.pip_resolve import uv_binary
-from tljh_lock.store import default_path
+from tljh_lock.bundle import safe_archive
+from tljh_lock.core import runner
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.resolve.pip import uv_binary
+from tljh_lock.store.cas import default_path
 
 PYTHON = "/usr/bin/python3"  # the server's python3, as apply uses by default
 # pip's own CA bundle does not know this site's TLS-intercepting proxy

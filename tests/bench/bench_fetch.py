@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.test_store_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
-from tljh_lock.lockfile import Artifact
+from tljh_lock.lock.model import Artifact
 
 REPO = Path(__file__).resolve().parents[2]
 BLOBS = [1 << 20] * 16 + [8 << 20] * 2  # 32 MiB in 18 files, besides the scenario's own

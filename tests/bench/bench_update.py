@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tljh_lock import runner
-from tljh_lock.pip_resolve import PipRecipe, uv_binary
-from tljh_lock.recipes import load
+from tljh_lock.core import runner
+from tljh_lock.lock.recipes import load
+from tljh_lock.resolve.pip import PipRecipe, uv_binary
 
 REPO = Path(__file__).resolve().parents[2]
 

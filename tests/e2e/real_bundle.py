@@ -19,11 +19,12 @@ from tests.upstream.artifacts import make_source_archive
 from tests.upstream.real_binaries import fill_real_binaries
 from tests.upstream.release_scenarios import publish_github_release
 from tests.upstream.scenarios import dirhash_h1
-from tljh_lock import cli, safe_archive
-from tljh_lock.bundle import write_bundle
-from tljh_lock.fetch import Fetcher
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import Store, default_path
+from tljh_lock.bundle import safe_archive
+from tljh_lock.bundle.write import write_bundle
+from tljh_lock.cli import main as cli
+from tljh_lock.store.cas import Store, default_path
+from tljh_lock.store.fetch import Fetcher
+from tljh_lock.upstream.mirrors import MirrorMap
 
 REPO = Path(__file__).resolve().parents[2]
 ARCH = platform.machine()

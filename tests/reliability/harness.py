@@ -16,8 +16,8 @@ from typing import Optional
 
 from tests.reliability import scenario
 from tests.reliability.manifest import Entry, Loss, compare, invalid_sudoers, manifest
-from tljh_lock import safe_archive
 from tljh_lock.apply.steps import MARKER
+from tljh_lock.bundle import safe_archive
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = scenario.SYSTEM_PYTHON  # the server's python3 runs the bundle's zipapp

@@ -22,9 +22,11 @@ from tests.reliability.manifest import compare, manifest
 from tests.test_safe_archive import hostile_cases
 from tests.upstream import FixtureUpstream
 from tests.upstream import server as upstream_server
-from tljh_lock import lockfile, pip_lock, tomlio
-from tljh_lock.errors import EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
-from tljh_lock.lockfile import Lock
+from tljh_lock.core import tomlio
+from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.lock.model import Lock
 
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: every canonical URL fails fast here
 

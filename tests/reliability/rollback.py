@@ -14,8 +14,9 @@ from tests.reliability import scenario
 from tests.reliability.harness import Result, World, clear, error_line
 from tests.reliability.inputs import _hub, _with_hub
 from tests.reliability.manifest import compare
-from tljh_lock import lockfile, release_lock
-from tljh_lock.lockfile import Artifact, Lock
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds import release as release_lock
+from tljh_lock.lock.model import Artifact, Lock
 
 # Cases that show a weakness of the tool, reported here until it is fixed; when one stops
 # reproducing, the run fails until it is taken off this list.

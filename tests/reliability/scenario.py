@@ -19,14 +19,18 @@ from tests.conftest import TEST_RECIPES
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tests.upstream.artifacts import build_wheel
 from tests.upstream.npm_scenarios import generate_npm_scenario
-from tljh_lock import cli, lockfile, pip_lock, release_lock, zipapp
 from tljh_lock.apply.source import ArtifactSource
-from tljh_lock.bundle import write_bundle
-from tljh_lock.fetch import Fetcher
-from tljh_lock.lockfile import Artifact, Lock
-from tljh_lock.mirrors import MirrorMap
-from tljh_lock.store import SourceRecord, Store, default_path
-from tljh_lock.targets import Target
+from tljh_lock.bundle import zipapp
+from tljh_lock.bundle.write import write_bundle
+from tljh_lock.cli import main as cli
+from tljh_lock.core.targets import Target
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.lock.kinds import release as release_lock
+from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.store.cas import SourceRecord, Store, default_path
+from tljh_lock.store.fetch import Fetcher
+from tljh_lock.upstream.mirrors import MirrorMap
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 PIP_WHEEL = next(Path("/usr/share/python-wheels").glob("pip-*-py3-none-any.whl"), None)

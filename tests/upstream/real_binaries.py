@@ -39,7 +39,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
-from tljh_lock.http import Client
+from tljh_lock.upstream.http import Client
 
 from .release_scenarios import (
     NODEJS_PLATFORMS,

@@ -3,7 +3,7 @@
 `plan.plan_apply` looks at the lock and the target root and lists the steps, each keyed by the
 hash of its inputs and judged done by what is on disk; `engine` runs the steps that are not
 done, under an exclusive flock, saving the state after each one. Every path goes through a
-`Layout` (the `--root` prefix), every subprocess through `tljh_lock.runner.run`.
+`Layout` (the `--root` prefix), every subprocess through `tljh_lock.core.runner.run`.
 
 What goes where (below --root):
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tljh_lock import lockfile
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
 from tljh_lock.apply import system_files
@@ -31,8 +30,9 @@ from tljh_lock.apply.state import Generation, State
 from tljh_lock.apply.steps import MARKER, Context, FileStep, Step
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.venv import probe
-from tljh_lock.errors import TljhLockError
-from tljh_lock.store import file_sha256
+from tljh_lock.core.errors import TljhLockError
+from tljh_lock.lock import model as lockfile
+from tljh_lock.store.cas import file_sha256
 
 KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
 RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tljh_lock.errors import InputError, TljhLockError
+from tljh_lock.core.errors import InputError, TljhLockError
 
 STATE_VERSION = 1
 

@@ -17,10 +17,10 @@ from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.apply.system_files import RenderedFile
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.unpack import unpack_tree
-from tljh_lock.errors import TljhLockError
-from tljh_lock.lockfile import Artifact
-from tljh_lock.runner import run
-from tljh_lock.targets import Target
+from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.runner import run
+from tljh_lock.core.targets import Target
+from tljh_lock.lock.model import Artifact
 
 MARKER = ".tljh-lock-key"  # written last into a built directory: its presence means complete
 

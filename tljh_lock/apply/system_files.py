@@ -17,8 +17,8 @@ from pathlib import Path
 from tljh_lock.apply import layout as L
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.state import write_atomic
-from tljh_lock.errors import TljhLockError
-from tljh_lock.runner import run
+from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.runner import run
 
 PROXY_ENV = f"{L.STATE}/proxy.env"
 HUB_CONFIG = f"{L.STATE}/jupyterhub_config.py"

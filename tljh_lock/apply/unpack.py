@@ -10,7 +10,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from tljh_lock.errors import IntegrityError
+from tljh_lock.core.errors import IntegrityError
 
 
 def unpack_tree(archive: Path, dest: Path, top_dir: str | None, what: str) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from tljh_lock import pip_lock
 from tljh_lock.apply.source import ArtifactSource
-from tljh_lock.errors import InputError, IntegrityError, TljhLockError
-from tljh_lock.lockfile import Artifact
-from tljh_lock.runner import run
-from tljh_lock.targets import Target
+from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
+from tljh_lock.core.runner import run
+from tljh_lock.core.targets import Target
+from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.lock.model import Artifact
 
 _PROBE = (
     "import json, platform, sys; print(json.dumps({'version': platform.python_version(), "

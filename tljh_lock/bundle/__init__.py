@@ -1,0 +1,1 @@
+"""The bundle: one deterministic archive of a lock, its artifacts and the zipapp."""

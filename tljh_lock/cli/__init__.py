@@ -1,0 +1,1 @@
+"""The `tljh-lock` command line."""

@@ -1,0 +1,175 @@
+"""The server admin's commands: apply, verify, status, rollback (wired into cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tljh_lock.apply import engine
+from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.source import ArtifactSource, BundleSource
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError
+
+DEFAULT_LOCK = Path("locks/tljh.lock.toml")
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=Path("/"),
+                        help="install below this directory instead of / (default: /)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_apply_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "apply", help="install TLJH strictly from the lock",
+        description="Plan, then install the hub environment, traefik, Node.js, the proxy, the "
+        "systemd units, groups, sudoers file and tljh-config link from the lock and verified "
+        "artifacts only. Re-running is a no-op; a failed run leaves the previous generation "
+        "in use.")
+    _add_root(p)
+    p.add_argument("--bundle", type=Path, metavar="FILE",
+                   help="install from this bundle (its lock and artifacts) without any network")
+    p.add_argument("--lock", type=Path, default=DEFAULT_LOCK,
+                   help=f"lock file, when not applying a bundle (default: {DEFAULT_LOCK})")
+    p.add_argument("--store", type=Path, metavar="DIR",
+                   help="content-addressed store holding the artifacts (default: "
+                   "$TLJH_LOCK_STORE or ~/.cache/tljh-lock/store)")
+    p.add_argument("--mirror", action="append", default=[], metavar="CANONICAL=MIRROR",
+                   help="fetch what the store lacks first, from MIRROR for URLs starting with "
+                   "CANONICAL (repeatable)")
+    p.add_argument("--mirror-config", metavar="FILE", help="TOML file with a [mirrors] table")
+    p.add_argument("--store-mirror", action="append", default=[], metavar="URL",
+                   help="fetch what the store lacks first, from a store or unpacked bundle "
+                   "served at URL (repeatable): how a fleet installs from one cache")
+    p.add_argument("--python", default="/usr/bin/python3",
+                   help="the system python3 the hub environment is made from "
+                   "(default: /usr/bin/python3)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, with the hash of every rendered file; change nothing")
+    p.add_argument("--allow-downgrade", action="store_true",
+                   help="apply a lock older than the current one (lower jupyterhub, TLJH, "
+                   "traefik, Node.js or proxy version, or an earlier generation's lock)")
+
+
+def add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("verify", help="report drift from what was applied",
+                       description="Rehash the rendered files and built directories and check "
+                       "groups and links; exit 1 on any drift.")
+    _add_root(p)
+
+
+def add_status_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("status", help="show the applied lock and the generation history")
+    _add_root(p)
+
+
+def add_rollback_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("rollback", help="return to the previous generation",
+                       description="Point the hub, Node.js and proxy links back at the previous "
+                       "generation's directories, re-render the files and restart the services.")
+    _add_root(p)
+
+
+def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    quiet = args.json or getattr(args, "quiet", False)
+    return (lambda _: None) if quiet else (lambda line: print(line, file=sys.stderr))
+
+
+def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
+    """(the lock, where its artifacts come from) for these options."""
+    if args.bundle:
+        if args.mirror or args.store_mirror or args.store:
+            raise InputError("--bundle holds everything: it takes no --store or mirrors")
+        return None, BundleSource(args.bundle)
+    from tljh_lock.store.cas import Store, default_path
+
+    store = Store(args.store or default_path())
+    if args.mirror or args.mirror_config or args.store_mirror:
+        from tljh_lock.lock import model as lockfile
+        from tljh_lock.store import build_wheels
+        from tljh_lock.store.fetch import Fetcher, fetch_lock, progress_wanted
+        from tljh_lock.upstream import mirrors
+
+        lock = lockfile.load(args.lock)
+        arch = os.uname().machine
+        fetcher = Fetcher(store, mirrors.from_options(args.mirror_config, args.mirror),
+                          args.store_mirror, progress=progress_wanted(args.json))
+        _, records = fetch_lock(lock, arch, fetcher)
+        build_wheels.build(lock, arch, fetcher, records)
+    return args.lock, ArtifactSource.from_store(store.root)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    lock_path, source = _source(args)
+    try:
+        outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
+                               dry_run=args.dry_run, allow_downgrade=args.allow_downgrade,
+                               log=_log(args))
+    finally:
+        source.close()
+    layout = Layout(args.root)
+    if args.json:
+        print(json.dumps({"dry-run": args.dry_run, **outcome.to_dict()}, indent=2))
+        return EXIT_OK
+    if args.dry_run:
+        print(f"plan for lock sha256 {outcome.plan.lock_sha256} into {layout.root}:")
+        for step in outcome.plan.steps:
+            mark = "keep" if step.done else "run "
+            print(f"  [{mark}] {step.id}: {step.summary} (key {step.key[:16]})")
+        print(f"{len(outcome.plan.pending)} of {len(outcome.plan.steps)} steps would run")
+    elif not getattr(args, "quiet", False):
+        what = f"{len(outcome.ran)} steps ran" if outcome.ran else "nothing to do"
+        print(f"generation {outcome.generation} (lock sha256 {outcome.plan.lock_sha256}): "
+              f"{what} in {outcome.seconds:.2f} s")
+        if outcome.restarted:
+            print(f"restarted {', '.join(outcome.restarted)}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    problems = engine.verify(Layout(args.root))
+    if args.json:
+        print(json.dumps({"ok": not problems, "drift": problems}, indent=2))
+    else:
+        for line in problems:
+            print(f"drift: {line}", file=sys.stderr)
+        if not problems and not getattr(args, "quiet", False):
+            print(f"{args.root}: as applied")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = engine.status(Layout(args.root))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    current = info["current"]
+    if current is None:
+        print(f"{args.root}: nothing applied")
+        return EXIT_OK
+    print(f"generation {current['number']} since {current['applied-at']}, lock sha256 "
+          f"{current['lock-sha256']}")
+    for name, version in sorted(current["versions"].items()):
+        print(f"  {name} {version}")
+    for role, directory in sorted(current["dirs"].items()):
+        print(f"  {role}: /opt/tljh/{directory}")
+    print("generations:")
+    for generation in info["generations"]:
+        mark = "*" if generation["number"] == current["number"] else " "
+        print(f" {mark} {generation['number']}  {generation['applied-at']}  "
+              f"{generation['lock-sha256'][:16]}")
+    print(f"{len(info['files'])} rendered files recorded")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    generation = engine.rollback(Layout(args.root), log=_log(args))
+    if args.json:
+        print(json.dumps(generation.to_dict(), indent=2))
+    elif not getattr(args, "quiet", False):
+        print(f"rolled back to generation {generation.number} (lock sha256 "
+              f"{generation.lock_sha256})")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The ground floor: errors and exit codes, targets, typed TOML access, the subprocess runner."""

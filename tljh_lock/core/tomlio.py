@@ -1,0 +1,37 @@
+"""TOML in (stdlib or tomli) and out (tomli-w, maintainer side only)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from tljh_lock.core.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on the servers' older pythons
+    import tomli as tomllib
+
+
+def loads(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: not valid TOML: {exc}") from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8: {exc}") from None
+    return loads(text, str(path))
+
+
+def dumps(data: dict[str, Any]) -> str:
+    import tomli_w  # maintainer-only: the applier never writes TOML
+
+    return tomli_w.dumps(data, multiline_strings=False, indent=2)

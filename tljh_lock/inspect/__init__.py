@@ -1,0 +1,1 @@
+"""Reading a lock: check, diff and the exports to other tools' formats."""

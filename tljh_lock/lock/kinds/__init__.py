@@ -1,0 +1,1 @@
+"""One module per component kind (pip, npm, conda, release): its lock model."""

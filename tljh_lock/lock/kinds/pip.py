@@ -1,0 +1,227 @@
+"""The `pip` component kind: a pip set pinned for every target, every file hashed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from tljh_lock.core.schema import Table
+from tljh_lock.core.targets import Target
+from tljh_lock.lock.model import Artifact, parse_targets
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source tree pinned by commit and content hash (a Nix fixed-output input)."""
+
+    name: str
+    version: str
+    url: str
+    commit: str
+    tree_hash: str
+    requires: tuple[str, ...]
+    build_requires: tuple[str, ...]
+
+    @classmethod
+    def from_table(cls, table: Table) -> Source:
+        tree_hash = table.str("tree-hash")
+        if not tree_hash.startswith("h1:"):
+            table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
+        commit = table.str("commit")
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):  # it names store records
+            table.fail(f"{commit!r} is not a full git commit hash", "commit")
+        return cls(
+            name=str(canonicalize_name(table.file_name("name"))),
+            version=table.version("version"),
+            url=table.url("url"),
+            commit=commit,
+            tree_hash=tree_hash,
+            requires=tuple(table.requirements("requires")),
+            build_requires=tuple(table.requirements("build-requires")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version, "url": self.url,
+            "commit": self.commit, "tree-hash": self.tree_hash,
+            "requires": list(self.requires), "build-requires": list(self.build_requires),
+        }
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    marker: str | None = None
+    requires_python: str | None = None
+    dependencies: tuple[str, ...] = ()
+    build_requires: tuple[str, ...] = ()  # only for packages installed from an sdist
+    sdist: Artifact | None = None
+    wheels: tuple[Artifact, ...] = ()
+
+    @classmethod
+    def from_table(cls, table: Table) -> Package:
+        marker = table.str("marker", optional=True)
+        if marker is not None:
+            try:
+                Marker(marker)
+            except Exception as exc:  # packaging raises InvalidMarker
+                table.fail(f"not a valid marker: {exc}", "marker")
+        sdist = table.table("sdist", optional=True)
+        wheels = tuple(Artifact.from_table(t) for t in table.tables("wheels", optional=True))
+        name = table.str("name")
+        if str(canonicalize_name(name)) != name:
+            table.fail(f"{name!r} is not a normalized project name", "name")
+        for index, wheel in enumerate(wheels):
+            try:
+                wheel_name, wheel_version, _, _ = parse_wheel_filename(wheel.name)
+            except Exception as exc:
+                table.fail(f"not a wheel file name: {exc}", f"wheels[{index}].name")
+            if wheel_name != name or str(wheel_version) != str(table.version("version")):
+                table.fail(f"{wheel.name!r} is not a file of {name} {table.data['version']}",
+                           f"wheels[{index}].name")
+        package = cls(
+            name=name,
+            version=table.version("version"),
+            marker=marker,
+            requires_python=table.specifier("requires-python", optional=True),
+            dependencies=tuple(table.requirements("dependencies", optional=True)),
+            build_requires=tuple(table.requirements("build-requires", optional=True)),
+            sdist=Artifact.from_table(sdist) if sdist else None,
+            wheels=wheels,
+        )
+        if not package.sdist and not package.wheels:
+            table.fail("has neither an sdist nor a wheel")
+        return package
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "version": self.version}
+        if self.marker:
+            data["marker"] = self.marker
+        if self.requires_python:
+            data["requires-python"] = self.requires_python
+        data["dependencies"] = list(self.dependencies)
+        if self.build_requires:
+            data["build-requires"] = list(self.build_requires)
+        if self.sdist:
+            data["sdist"] = self.sdist.to_dict()
+        if self.wheels:
+            data["wheels"] = [wheel.to_dict() for wheel in self.wheels]
+        return data
+
+    def applies_to(self, target: Target) -> bool:
+        env = target.marker_environment()
+        if self.marker and not Marker(self.marker).evaluate(env):
+            return False
+        return not self.requires_python or SpecifierSet(self.requires_python).contains(
+            target.python, prereleases=True
+        )
+
+    def wheel_for(self, target: Target) -> Artifact | None:
+        """The wheel pip would pick on `target`: the one whose best tag ranks highest."""
+        rank = target.tag_rank()
+        best: tuple[int, Artifact] | None = None
+        for wheel in self.wheels:
+            tags: frozenset[Tag] = parse_wheel_filename(wheel.name)[3]
+            score = min((rank[tag] for tag in tags if tag in rank), default=None)
+            if score is not None and (best is None or score < best[0]):
+                best = (score, wheel)
+        return best[1] if best else None
+
+    def install_artifact(self, target: Target) -> Artifact | None:
+        """What an offline install on `target` uses: a wheel, or the sdist of an sdist-only
+        package (built with the locked build requirements)."""
+        return self.wheel_for(target) or (self.sdist if not self.wheels else None)
+
+
+@dataclass
+class Component:
+    kind: ClassVar[str] = "pip"
+    recipe: str
+    recipe_hash: str
+    index: str
+    roots: tuple[str, ...]
+    sources: tuple[Source, ...] = ()
+    packages: tuple[Package, ...] = ()
+    build_packages: tuple[Package, ...] = ()
+    # Own targets, for an environment whose python is not the system's (the user env).
+    targets: tuple[Target, ...] = ()
+
+    @classmethod
+    def from_table(cls, table: Table) -> Component:
+        return cls(
+            recipe=table.str("recipe"),
+            recipe_hash=table.str("recipe-hash"),
+            index=table.url("index"),
+            roots=tuple(table.requirements("roots")),
+            sources=tuple(Source.from_table(t) for t in table.tables("sources", optional=True)),
+            packages=tuple(Package.from_table(t) for t in table.tables("packages")),
+            build_packages=tuple(
+                Package.from_table(t) for t in table.tables("build-packages", optional=True)
+            ),
+            targets=tuple(parse_targets(table, "targets", optional=True)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "recipe": self.recipe,
+            "recipe-hash": self.recipe_hash,
+            "index": self.index,
+        }
+        if self.targets:
+            data["targets"] = [target.to_dict() for target in self.targets]
+        data["roots"] = list(self.roots)
+        if self.sources:
+            data["sources"] = [source.to_dict() for source in self.sources]
+        data["packages"] = [package.to_dict() for package in self.packages]
+        if self.build_packages:
+            data["build-packages"] = [package.to_dict() for package in self.build_packages]
+        return data
+
+    def applicable_targets(self, targets: list[Target]) -> list[Target]:
+        return list(self.targets or targets)
+
+    def artifacts(self, targets: list[Target], arch: str | None = None) -> list[Artifact]:
+        chosen = [t for t in self.applicable_targets(targets) if arch is None or t.arch == arch]
+        found: set[Artifact] = set()
+        for package in (*self.packages, *self.build_packages):
+            for target in chosen:
+                if package.applies_to(target):
+                    artifact = package.install_artifact(target)
+                    if artifact:
+                        found.add(artifact)
+        return sorted(found)
+
+    def names(self) -> set[str]:
+        return {p.name for p in (*self.packages, *self.build_packages)} | {
+            s.name for s in self.sources}
+
+    def versions(self) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        for package in self.packages:
+            found.setdefault(package.name, []).append(package.version)
+        for source in self.sources:
+            found.setdefault(source.name, []).append(f"{source.version}@{source.commit[:12]}")
+        return {name: tuple(sorted(set(v))) for name, v in found.items()}
+
+    def files(self) -> list[Artifact]:
+        return sorted({f for p in (*self.packages, *self.build_packages)
+                       for f in (*p.wheels, *([p.sdist] if p.sdist else []))})
+
+    def summary(self) -> str:
+        files = sum(len(p.wheels) + (1 if p.sdist else 0) for p in self.packages)
+        versions = {p.name: p.version for p in self.packages}
+        root_names = {canonicalize_name(Requirement(root).name) for root in self.roots}
+        heads = ", ".join(f"{n} {versions[n]}" for n in sorted(versions) if n in root_names)
+        sources = ", ".join(f"{s.name} {s.version} @ {s.commit[:12]}" for s in self.sources)
+        return (
+            f"{len(self.packages)} packages, {files} files, {len(self.build_packages)} build "
+            f"packages; roots: {heads}" + (f"; sources: {sources}" if sources else "")
+        )

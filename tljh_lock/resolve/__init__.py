@@ -1,0 +1,1 @@
+"""Maintainer only: recipes resolved into lock components (uv, npm, rattler)."""

@@ -1,0 +1,275 @@
+"""Resolve a `pip` recipe into a locked pip set valid on every target.
+
+uv resolves (`uv pip compile --universal`: one resolution for every python at once, with
+markers where versions fork). The index then supplies every file of each pinned version with
+its sha256 and size, and each version's declared dependencies, so that `check` can later prove
+every target without resolving. Measured alternatives are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from tljh_lock.core import runner
+from tljh_lock.core.errors import InputError, TljhLockError, UpstreamError
+from tljh_lock.core.targets import Target
+from tljh_lock.lock.kinds.pip import Component, Package, Source
+from tljh_lock.lock.model import parse_targets
+from tljh_lock.lock.recipes import Recipe
+from tljh_lock.resolve import source_pin
+from tljh_lock.upstream import pypi as pypi_index
+from tljh_lock.upstream.http import Client
+
+DEFAULT_INDEX = "https://pypi.org/simple/"
+
+
+@dataclass(frozen=True)
+class PipRecipe:
+    name: str
+    file: str
+    hash: str
+    index: str
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    sources: tuple[Source, ...]
+    targets: tuple[Target, ...]
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> PipRecipe:
+        table = recipe.table
+        sources = []
+        for item in table.tables("sources", optional=True):
+            item.data.setdefault("requires", [])
+            item.data.setdefault("build-requires", list(pypi_index.LEGACY_BUILD_REQUIRES))
+            sources.append(Source.from_table(item))
+        return cls(
+            name=recipe.name,
+            file=recipe.file,
+            hash=recipe.hash,
+            index=table.url("index", optional=True) or DEFAULT_INDEX,
+            requirements=tuple(table.requirements("requirements")),
+            constraints=tuple(table.requirements("constraints", optional=True)),
+            sources=tuple(sources),
+            targets=tuple(parse_targets(table, "targets", optional=True)),
+        )
+
+
+@dataclass(frozen=True)
+class SameVersion:
+    """`same-version = { component = "hub", packages = ["jupyterhub"] }`: these packages are
+    pinned at the version the other component locked (the user env's jupyterhub must be the
+    hub's, or single-user servers and the hub disagree on their API)."""
+
+    component: str
+    packages: tuple[str, ...]
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> SameVersion | None:
+        table = recipe.table.table("same-version", optional=True)
+        if table is None:
+            return None
+        component = table.str("component")
+        if component not in recipe.after:
+            recipe.table.fail(f"same-version takes pins from {component!r}: list it in `after`",
+                              "after")
+        packages = tuple(str(canonicalize_name(name)) for name in table.strings("packages"))
+        if not packages:
+            table.fail("no packages", "packages")
+        return cls(component, packages)
+
+    def pins(self, components: Mapping[str, object], where: str) -> list[str]:
+        """`name==version` for each package, at the version `components[component]` has."""
+        other = components.get(self.component)
+        if not isinstance(other, Component):
+            raise InputError(f"{where}: same-version: {self.component!r} is not a pip component")
+        versions = other.versions()
+        pins = []
+        for name in self.packages:
+            found = versions.get(name, ())
+            if len(found) != 1:
+                raise InputError(f"{where}: same-version: {self.component} pins {name} at "
+                                 f"{', '.join(found) or 'no version'}; exactly one is needed")
+            pins.append(f"{name}=={found[0]}")
+        return pins
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: NormalizedName
+    version: str
+    marker: str | None
+
+
+def resolve(
+    recipe: PipRecipe,
+    targets: list[Target],
+    client: Client,
+    previous: Component | None,
+    upgrade: Iterable[str],
+) -> Component:
+    targets = list(recipe.targets) or targets
+    upgrade = {canonicalize_name(name) for name in upgrade}
+    sources = tuple(source_pin.verify(client, source, f"recipes/{recipe.file}")
+                    for source in recipe.sources)
+    roots = list(recipe.requirements) + [r for s in sources for r in s.requires]
+    old = [p for p in previous.packages if p.name not in upgrade] if previous else []
+    pins = compile_pins(recipe, roots, recipe.constraints, targets, client, old, "resolution")
+    packages = collect(recipe, pins, targets, client)
+    build_roots = sorted(
+        {r for p in packages if not p.wheels for r in p.build_requires}
+        | {r for s in sources for r in s.build_requires}
+    )
+    build_packages: list[Package] = []
+    if build_roots:
+        old_build = [p for p in (previous.build_packages if previous else ())
+                     if p.name not in upgrade]
+        build_pins = compile_pins(recipe, build_roots, (), targets, client, old_build,
+                                  "build requirements")
+        build_packages = collect(recipe, build_pins, targets, client)
+        for package in build_packages:
+            if not package.wheels:
+                raise InputError(
+                    f"recipes/{recipe.file}: build requirement {package.name} {package.version} "
+                    "has no wheel; building a build backend from source is not supported",
+                    hint=f"add a constraint on {package.name} to a version that ships a wheel",
+                )
+    return Component(
+        recipe=recipe.file,
+        recipe_hash=recipe.hash,
+        index=recipe.index,
+        roots=tuple(recipe.requirements),
+        sources=sources,
+        packages=tuple(packages),
+        build_packages=tuple(build_packages),
+        targets=recipe.targets,
+    )
+
+
+def uv_binary() -> str:
+    candidate = Path(sys.executable).parent / "uv"
+    found = str(candidate) if candidate.is_file() else shutil.which("uv")
+    if not found:
+        raise TljhLockError("uv is needed to resolve", hint="pip install 'tljh-lock[maintainer]'")
+    return found
+
+
+def compile_pins(
+    recipe: PipRecipe,
+    requirements: list[str],
+    constraints: Iterable[str],
+    targets: list[Target],
+    client: Client,
+    preferred: list[Package],
+    what: str,
+) -> list[Pin]:
+    """Run `uv pip compile --universal`; `preferred` pins stay unless they must move."""
+    lowest = min(t.python_minor for t in targets)
+    with tempfile.TemporaryDirectory(prefix="tljh-lock-") as tmp:
+        work = Path(tmp)
+        (work / "requirements.in").write_text("\n".join(requirements) + "\n")
+        (work / "constraints.txt").write_text("\n".join(constraints) + "\n")
+        # uv takes an existing output file as preferences, like pip-compile does.
+        (work / "pins.txt").write_text("".join(
+            f"{p.name}=={p.version}" + (f" ; {p.marker}" if p.marker else "") + "\n"
+            for p in preferred
+        ))
+        argv = [
+            uv_binary(), "pip", "compile", "--no-config", "--universal", "--quiet",
+            "--no-python-downloads",
+            "--python-version", "{}.{}".format(*lowest),
+            "--index-url", client.mirrors.to_mirror(recipe.index),
+            "--no-header", "--no-annotate", "--no-strip-markers",
+            "-c", work / "constraints.txt", "-o", work / "pins.txt", work / "requirements.in",
+        ]
+        env = {"UV_CACHE_DIR": str(work / "uv-cache"), "HOME": str(work)}
+        try:
+            runner.run(argv, env=env, what=f"recipes/{recipe.file}: {what}", timeout=1800)
+        except TljhLockError as exc:
+            raise UpstreamError(str(exc.message), hint="relax a requirement or a constraint in "
+                                f"recipes/{recipe.file}") from None
+        lines = (work / "pins.txt").read_text().splitlines()
+    pins = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        marker = str(requirement.marker) if requirement.marker else None
+        if applies_anywhere(marker, targets):
+            pins.append(Pin(canonicalize_name(requirement.name), specifier.version, marker))
+    return pins
+
+
+def applies_anywhere(marker: str | None, targets: list[Target]) -> bool:
+    return marker is None or any(Marker(marker).evaluate(t.marker_environment()) for t in targets)
+
+
+def collect(recipe: PipRecipe, pins: list[Pin], targets: list[Target], client: Client
+            ) -> list[Package]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        packages = list(pool.map(lambda pin: collect_one(recipe, pin, targets, client), pins))
+    return sorted(packages, key=lambda p: (p.name, Version(p.version), p.marker or ""))
+
+
+def collect_one(recipe: PipRecipe, pin: Pin, targets: list[Target], client: Client) -> Package:
+    """Every file of the pinned version that some target may install, and its dependencies."""
+    where = f"recipes/{recipe.file}: {pin.name} {pin.version}"
+    files = [f for f in pypi_index.project_files(client, recipe.index, pin.name)
+             if f.version == Version(pin.version)]
+    if not files:
+        raise UpstreamError(f"{where}: the index lists no files for this version")
+    probe = Package(pin.name, pin.version, pin.marker, requires_python=files[0].requires_python)
+    tag_sets = [t.tag_rank().keys() for t in targets if probe.applies_to(t)]
+    wheels = sorted(
+        (f for f in files if f.is_wheel
+         and any(parse_wheel_filename(f.artifact.name)[3] & tags for tags in tag_sets)),
+        key=lambda f: f.artifact.name,
+    )
+    sdists = sorted((f for f in files if not f.is_wheel), key=lambda f: f.artifact.name)
+    sdist = sdists[0] if sdists else None
+    build_requires: list[str] = []
+    if wheels:
+        dependencies = pypi_index.wheel_dependencies(client, wheels[0])
+    elif sdist and not any(f.is_wheel for f in files):
+        data = pypi_index.download(client, sdist.artifact, where)
+        facts = pypi_index.sdist_facts(pin.name, data, where)
+        dependencies, build_requires = facts.dependencies, facts.build_requires
+    else:
+        # Wheels exist, none for our targets: building would need a compiler and headers.
+        raise UpstreamError(f"{where}: no wheel for any target",
+                            hint="add a constraint that pins a version with linux wheels")
+    chosen = wheels[0] if wheels else sdist
+    assert chosen is not None
+    return Package(
+        name=pin.name,
+        version=pin.version,
+        marker=pin.marker,
+        requires_python=chosen.requires_python,
+        dependencies=tuple(dependencies),
+        build_requires=tuple(build_requires),
+        sdist=sdist.artifact if sdist else None,
+        wheels=tuple(f.artifact for f in wheels),
+    )
+
+
+def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
+                   previous: Component | None, upgrade: Iterable[str],
+                   resolved: dict[str, object]) -> Component:
+    pip_recipe = PipRecipe.from_recipe(recipe)
+    rule = SameVersion.from_recipe(recipe)
+    if rule:
+        pins = rule.pins(resolved, f"recipes/{recipe.file}")
+        pip_recipe = replace(pip_recipe, constraints=(*pip_recipe.constraints, *pins))
+    return resolve(pip_recipe, targets, client, previous, upgrade)

@@ -1,0 +1,104 @@
+"""Source pins: a repository at a commit, fixed by the content hash of its tree.
+
+The pin's declared requirements enter the resolution as given (a fixed input). When the
+archive is reachable, `update` also proves the pin: the tree hash matches, and the declared
+requirements equal the package's own metadata.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tljh_lock.core import tomlio, treehash
+from tljh_lock.core.errors import IntegrityError, UpstreamError
+from tljh_lock.lock.kinds.pip import Source
+from tljh_lock.upstream import pypi as pypi_index
+from tljh_lock.upstream.http import Client
+
+log = logging.getLogger(__name__)
+
+
+def verify(client: Client, source: Source, where: str) -> Source:
+    try:
+        data = client.get(source.url, what=f"{where}: source {source.name}").data
+    except UpstreamError as exc:
+        log.warning("%s: source %s not verified (archive unreachable): %s", where, source.name,
+                    exc.message)
+        return source
+    files = treehash.archive_files(data, source.url)
+    actual = treehash.tree_hash(files.items())
+    if actual != source.tree_hash:
+        raise IntegrityError(
+            f"{where}: source {source.name} at {source.commit}: tree hash mismatch: "
+            f"expected {source.tree_hash}, got {actual} "
+            f"(from {client.mirrors.to_mirror(source.url)})",
+            hint="the archive is not the pinned tree; check the commit and the mirror",
+        )
+    name, version, requires, build_requires = declared_metadata(files, source.url)
+    problems = []
+    if name is not None and canonicalize_name(name) != source.name:
+        problems.append(f"name is {name!r}, not {source.name!r}")
+    if version is not None and version != source.version:
+        problems.append(f"version is {version}, not {source.version}")
+    if requires is not None and _normalized(requires) != _normalized(source.requires):
+        problems.append(_difference("requires", source.requires, requires))
+    if _normalized(build_requires) != _normalized(source.build_requires):
+        problems.append(_difference("build-requires", source.build_requires, build_requires))
+    if problems:
+        raise IntegrityError(
+            f"{where}: source {source.name} at {source.commit} disagrees with its own metadata: "
+            + "; ".join(problems),
+            hint="copy the package's own lists into the recipe",
+        )
+    return source
+
+
+def _normalized(requirements: tuple[str, ...] | list[str]) -> set[str]:
+    return {str(Requirement(r)) for r in requirements}
+
+
+def _difference(field: str, declared: tuple[str, ...], actual: list[str]) -> str:
+    missing = sorted(_normalized(actual) - _normalized(declared))
+    extra = sorted(_normalized(declared) - _normalized(actual))
+    return f"{field}: recipe lacks {missing}, recipe has extra {extra}"
+
+
+def declared_metadata(
+    files: dict[str, bytes], source: str
+) -> tuple[str | None, str | None, list[str] | None, list[str]]:
+    """(name, version, install requirements, build requirements) as the tree declares them:
+    PEP 621 `[project]` in pyproject.toml, else literal `setup(...)` keywords in setup.py."""
+    build_requires = list(pypi_index.LEGACY_BUILD_REQUIRES)
+    if "pyproject.toml" in files:
+        pyproject = tomlio.loads(files["pyproject.toml"].decode(), f"{source}:pyproject.toml")
+        declared = pyproject.get("build-system", {}).get("requires")
+        if isinstance(declared, list):
+            build_requires = declared
+        project = pyproject.get("project")
+        if isinstance(project, dict) and "dependencies" not in project.get("dynamic", []):
+            return (project.get("name"), project.get("version"),
+                    list(project.get("dependencies", [])), build_requires)
+    if "setup.py" in files:
+        keywords = _setup_keywords(files["setup.py"].decode(), f"{source}:setup.py")
+        return (keywords.get("name"), keywords.get("version"),
+                list(keywords.get("install_requires", [])), build_requires)
+    return None, None, None, build_requires
+
+
+def _setup_keywords(text: str, source: str) -> dict[str, object]:
+    """Literal keyword arguments of the `setup(...)` call; non-literal ones are skipped."""
+    found: dict[str, object] = {}
+    for node in ast.walk(ast.parse(text, source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup":
+            for keyword in node.keywords:
+                if keyword.arg is None:
+                    continue
+                try:
+                    found[keyword.arg] = ast.literal_eval(keyword.value)
+                except ValueError:
+                    continue
+    return found

@@ -1,0 +1,113 @@
+"""`update`: recipes in, lock out. Components whose recipe did not change keep their pins."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from tljh_lock.core.errors import InputError
+from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import recipes as recipes_mod
+from tljh_lock.lock.model import Component, Lock
+from tljh_lock.lock.recipes import Recipe
+from tljh_lock.upstream.http import Client
+
+# recipe kind -> module with
+# `resolve_recipe(recipe, targets, client, previous, upgrade, resolved) -> Component`, where
+# `resolved` holds the components already resolved or kept, for recipes that pin themselves
+# to another component (a recipe lists those in `after = [...]`).
+_RESOLVERS = {"pip": "tljh_lock.resolve.pip", "release": "tljh_lock.resolve.release",
+              "conda": "tljh_lock.resolve.conda",
+              "npm": "tljh_lock.resolve.npm"}
+
+
+def resolve_component(recipe: Recipe, lock_targets: list, client: Client,
+                      previous: Component | None, upgrade: set[str],
+                      resolved: dict[str, Component]) -> Component:
+    if recipe.kind not in _RESOLVERS:
+        recipe.table.fail(f"unknown kind {recipe.kind!r} (known: {', '.join(_RESOLVERS)})", "kind")
+    module = importlib.import_module(_RESOLVERS[recipe.kind])
+    if previous is not None and previous.kind != recipe.kind:
+        previous = None
+    return module.resolve_recipe(  # type: ignore[no-any-return]
+        recipe, lock_targets, client, previous, upgrade, resolved)
+
+
+def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[str] = ()
+           ) -> tuple[Lock, list[str]]:
+    """Returns the new lock and the names of the components that were resolved again."""
+    recipe_set = recipes_mod.load(recipe_dir)
+    previous = lockfile.load(lock_path) if lock_path.exists() else None
+    wanted = {str(canonicalize_name(name)) for name in upgrade}
+    if previous and wanted:
+        known = set().union(*(c.names() for c in previous.components.values()))
+        unknown = sorted(wanted - known - set(previous.components))
+        if unknown:
+            raise InputError(f"--upgrade-package: {', '.join(unknown)} is not in {lock_path}")
+    components: dict[str, Component] = {}
+    resolved = []
+    for name in resolution_order(recipe_set.recipes):
+        recipe = recipe_set.recipes[name]
+        old = previous.components.get(name) if previous else None
+        unchanged = (
+            old is not None
+            and previous is not None
+            and old.recipe_hash == recipe.hash
+            and previous.targets_hash == recipe_set.targets_hash
+            and not (wanted & (old.names() | {name}))
+            and not any(dep in resolved for dep in recipe.after)
+        )
+        if unchanged:
+            assert old is not None
+            components[name] = old
+            continue
+        # `-P <component>` asks for a fresh resolution of the whole component.
+        components[name] = resolve_component(recipe, recipe_set.targets, client,
+                                             None if name in wanted else old,
+                                             wanted - {name}, components)
+        resolved.append(name)
+    lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
+    write_atomically(lock_path, lock.dumps())
+    return lock, resolved
+
+
+def resolution_order(recipes: dict[str, Recipe]) -> list[str]:
+    """Names sorted, except that a recipe comes after the ones it lists in `after`."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise InputError(f"recipes/{recipes[name].file}: `after` forms a cycle")
+        visiting.add(name)
+        for dep in recipes[name].after:
+            if dep not in recipes:
+                recipes[name].table.fail(f"names no recipe {dep!r}", "after")
+            visit(dep)
+        order.append(name)
+
+    for name in sorted(recipes):
+        visit(name)
+    return order
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
