@@ -22,8 +22,8 @@ from tljh_lock.bundle import safe_archive, zipapp
 from tljh_lock.cli import bundle as cli_bundle
 from tljh_lock.cli import main as cli
 from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.files import file_sha256 as sha256_of
 from tljh_lock.store.cas import Store
-from tljh_lock.store.cas import file_sha256 as sha256_of
 from tljh_lock.store.fetch import Fetcher, fetch_lock
 from tljh_lock.upstream.mirrors import MirrorMap
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import concurrency, diskfull, harness, inputs, kills, rollback, scenario
-from tljh_lock.apply.state import write_atomic
 from tljh_lock.core.errors import InputError
+from tljh_lock.core.files import write_atomic
 from tljh_lock.lock import model as lockfile
 
 pytestmark = pytest.mark.skipif(
@@ -93,9 +93,9 @@ def test_write_atomic_leaves_nothing_after_a_kill(tmp_path: Path) -> None:
     """A run killed between writing the temporary file and the rename left one file per kill
     (its name had the pid); the next write of the same path now takes it over."""
     target = tmp_path / "state.json"
-    write_atomic(target, b"old", 0o644)
+    write_atomic(target, b"old", 0o644, exclusive=True)
     (tmp_path / ".state.json.tljh-lock-tmp").write_bytes(b"half written by a killed run")
-    write_atomic(target, b"new", 0o644)
+    write_atomic(target, b"new", 0o644, exclusive=True)
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
     assert target.read_bytes() == b"new"
 

@@ -31,8 +31,8 @@ from tljh_lock.apply.steps import MARKER, Context, FileStep, Step
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.venv import probe
 from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.files import file_sha256, write_atomic
 from tljh_lock.lock import model as lockfile
-from tljh_lock.store.cas import file_sha256
 
 KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
 RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")
@@ -172,7 +172,7 @@ def _commit(layout: Layout, state: State, plan: Plan, lock_bytes: bytes, ctx: Co
     current = state.current_generation
     if current is None or current.lock_sha256 != plan.lock_sha256 or current.dirs != plan.dirs:
         number = max((g.number for g in state.generations), default=0) + 1
-        S.write_atomic(S.lock_copy(layout.state_dir, number), lock_bytes, 0o644)
+        write_atomic(S.lock_copy(layout.state_dir, number), lock_bytes, exclusive=True)
         state.generations.append(Generation(
             number, plan.lock_sha256, dict(plan.dirs), dict(plan.versions),
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))

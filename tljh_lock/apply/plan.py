@@ -29,12 +29,12 @@ from tljh_lock.apply.steps import (
 )
 from tljh_lock.apply.venv import Interpreter, target_for, wheel_set
 from tljh_lock.core.errors import InputError
+from tljh_lock.core.files import file_sha256
 from tljh_lock.inspect.export import package_lock as export_package_lock
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
 from tljh_lock.lock.model import Artifact, Component, Lock
-from tljh_lock.store.cas import file_sha256
 
 # Bump when the way a directory is built changes, so that existing ones are rebuilt.
 BUILD_VERSION = "1"

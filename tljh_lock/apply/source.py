@@ -14,9 +14,9 @@ from typing import Any
 
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import IntegrityError, TljhLockError
+from tljh_lock.core.files import file_sha256
 from tljh_lock.lock.kinds.pip import Source
 from tljh_lock.lock.model import Artifact
-from tljh_lock.store.cas import file_sha256
 
 
 class ArtifactSource:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.state import write_atomic
 from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.files import swap_link, write_atomic
 from tljh_lock.core.runner import run
 
 PROXY_ENV = f"{L.STATE}/proxy.env"
@@ -79,12 +79,12 @@ def visudo(layout: Layout) -> str:
 def install_file(layout: Layout, file: RenderedFile) -> None:
     target = layout.path(file.path)
     if file.check != "sudoers":
-        write_atomic(target, file.data, file.mode)
+        write_atomic(target, file.data, file.mode, exclusive=True)
         return
     # sudo skips names with a dot in /etc/sudoers.d: a broken file never takes effect.
     tmp = target.with_name(f".{target.name}.tljh-lock-new")
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(tmp, file.data, file.mode)
+    write_atomic(tmp, file.data, file.mode, exclusive=True)
     try:
         run([visudo(layout), "-cs", "-f", tmp], what=f"checking {file.path}")
         if os.geteuid() == 0:
@@ -95,13 +95,7 @@ def install_file(layout: Layout, file: RenderedFile) -> None:
 
 
 def replace_symlink(layout: Layout, link: str, target: str) -> None:
-    """Point `link` at `target` with one rename: there is no moment without a link."""
-    path = layout.path(link)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tljh-lock-new")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
-    os.replace(tmp, path)
+    swap_link(layout.path(link), target)
 
 
 def read_link(layout: Layout, link: str) -> str | None:
@@ -116,7 +110,8 @@ def ensure_proxy_token(layout: Layout) -> bool:
     path = layout.path(PROXY_ENV)
     if path.exists():
         return False
-    write_atomic(path, f"CONFIGPROXY_AUTH_TOKEN={secrets.token_hex(32)}\n".encode(), 0o600)
+    write_atomic(path, f"CONFIGPROXY_AUTH_TOKEN={secrets.token_hex(32)}\n".encode(), 0o600,
+                 exclusive=True)
     return True
 
 
@@ -226,8 +221,8 @@ def ensure_group(layout: Layout, name: str) -> None:
         entry = f"{name}:!::\n".encode()
         new = old + (b"\n" if old and not old.endswith(b"\n") else b"") + entry
         keep = (owner.st_mode & 0o7777, (owner.st_uid, owner.st_gid))
-        write_atomic(path.with_name(f"{path.name}-"), old, keep[0], owner=keep[1])
-        write_atomic(path, new, keep[0], owner=keep[1])
+        write_atomic(path.with_name(f"{path.name}-"), old, keep[0], owner=keep[1], exclusive=True)
+        write_atomic(path, new, keep[0], owner=keep[1], exclusive=True)
 
 
 def enable_units(layout: Layout) -> None:

@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
+from tljh_lock.core.files import replacing
 from tljh_lock.core.runner import run
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import pip as pip_lock
@@ -193,10 +194,7 @@ def install_binary(archive: Path, member: str, dest: Path, what: str) -> None:
                 raise IntegrityError(f"{what}: {archive.name} has no regular file {member!r}")
             extracted = tar.extractfile(found)
             assert extracted is not None
-            tmp = dest.with_name(f".{dest.name}.tljh-lock-new")
-            with extracted, open(tmp, "wb") as out:
+            with extracted, replacing(dest, 0o755, exclusive=True) as out:
                 shutil.copyfileobj(extracted, out)
     except tarfile.TarError as exc:
         raise IntegrityError(f"{what}: {archive.name} is not a readable archive: {exc}") from None
-    tmp.chmod(0o755)
-    tmp.replace(dest)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from tljh_lock.core.errors import InputError
+from tljh_lock.core.files import write_atomic
 from tljh_lock.lock import model as lockfile
 from tljh_lock.lock import recipes as recipes_mod
 from tljh_lock.lock.model import Component, Lock
@@ -72,7 +71,7 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
                                              wanted - {name}, components)
         resolved.append(name)
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
-    write_atomically(lock_path, lock.dumps())
+    write_atomic(lock_path, lock.dumps().encode())
     return lock, resolved
 
 
@@ -96,18 +95,3 @@ def resolution_order(recipes: dict[str, Recipe]) -> list[str]:
     for name in sorted(recipes):
         visit(name)
     return order
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
