@@ -16,6 +16,7 @@ from tljh_lock.core.errors import IntegrityError, TljhLockError, UpstreamError
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.store import download as download_module
 from tljh_lock.store import fetch as fetch_module
 from tljh_lock.store.cas import Store
 from tljh_lock.store.fetch import Fetcher, fetch_lock, lock_sources
@@ -205,7 +206,7 @@ def test_undeclared_size_is_bounded_and_hashed(
     upstream.faults[path] = "corrupt"
     with pytest.raises(IntegrityError, match="size not declared"):
         fetcher_for(upstream, store).fetch([unsized])
-    monkeypatch.setattr(fetch_module, "MAX_UNDECLARED_BYTES", wheel.size - 1)
+    monkeypatch.setattr(download_module, "MAX_UNDECLARED_BYTES", wheel.size - 1)
     upstream.faults.clear()
     with pytest.raises(IntegrityError, match="limit for a file whose size the lock does not"):
         fetcher_for(upstream, store).fetch([unsized])
@@ -273,7 +274,7 @@ def test_disk_full_is_a_clean_error(
     def full(self: Any, chunk: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fetch_module._Sink, "write", full)
+    monkeypatch.setattr(download_module._Sink, "write", full)
     store = tmp_path / "store"
     with pytest.raises(TljhLockError, match="no space left") as caught:
         fetcher_for(upstream, store).fetch([wheel])

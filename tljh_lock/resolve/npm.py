@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,7 @@ from tljh_lock.lock.kinds.npm import (
 )
 from tljh_lock.lock.model import Artifact
 from tljh_lock.lock.recipes import Recipe
-from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.http import Client, system_ca_file
 from tljh_lock.upstream.mirrors import MirrorMap
 
 DEFAULT_REGISTRY = "https://registry.npmjs.org/"
@@ -166,15 +165,6 @@ def resolve(recipe: NpmRecipe, targets: list[Target], client: Client,
         raise UpstreamError(f"{recipe.where}: the tree npm resolved is not installable: "
                             + "; ".join(problems))
     return component
-
-
-def system_ca_file() -> str | None:
-    """The CA bundle the system trusts, for node (which otherwise knows only its own)."""
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 def run_npm(recipe: NpmRecipe, node: str, client: Client, previous: Component | None,
