@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -48,8 +48,17 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
+def _until_renamed(tmp: Path, fd: int) -> Iterator[tuple[Path, IO[bytes]]]:
+    """The open file `tmp`, removed on exit unless the caller renamed it away."""
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield tmp, out
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def temporary_file(directory: Path, hint: str, mode: int = 0o644
-                   ) -> Iterator[tuple[Path, IO[bytes]]]:
+                   ) -> AbstractContextManager[tuple[Path, IO[bytes]]]:
     """A new file in `directory` (created with `mode`, less the umask) with a name no other
     process uses, removed on exit unless the caller renamed it away."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -58,25 +67,14 @@ def temporary_file(directory: Path, hint: str, mode: int = 0o644
         tmp = directory / f".{hint}.{os.getpid()}.{counter}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-            break
+            return _until_renamed(tmp, fd)
         except FileExistsError:
             counter += 1
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield tmp, out
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
-@contextmanager
-def _fixed_temporary(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
+def _fixed_temporary(path: Path) -> AbstractContextManager[tuple[Path, IO[bytes]]]:
     tmp = path.with_name(f".{path.name}{_FIXED_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield tmp, out
-    finally:
-        tmp.unlink(missing_ok=True)
+    return _until_renamed(tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
 
 @contextmanager
