@@ -33,7 +33,7 @@ from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.unpack import unpack_tree
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, IntegrityError, TljhLockError
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 
 pytestmark = pytest.mark.skipif(
     PIP_WHEEL is None or not all(Path(p).exists() for p in NEEDS),

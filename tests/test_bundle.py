@@ -23,6 +23,7 @@ from tljh_lock.cli import bundle as cli_bundle
 from tljh_lock.cli import main as cli
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.core.files import file_sha256 as sha256_of
+from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.store.cas import Store
 from tljh_lock.store.fetch import Fetcher, fetch_lock
 from tljh_lock.upstream.mirrors import MirrorMap
@@ -50,7 +51,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     facts = generate_hub_scenario(root / "upstream")
     lock = scenario_lock(facts)
     lock_path = root / "tljh.lock.toml"
-    lock_path.write_text(lock.dumps())
+    lock_path.write_text(dump_lock(lock))
     with FixtureUpstream(root / "upstream") as upstream:
         yield {"root": root, "facts": facts, "lock": lock, "lock_path": lock_path,
                "upstream": upstream}

@@ -12,7 +12,8 @@ from tests.upstream import FixtureUpstream
 from tests.upstream.npm_scenarios import generate_npm_scenario
 from tests.upstream.release_scenarios import generate_release_scenario
 from tljh_lock.core.errors import EXIT_FAILURE
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
+from tljh_lock.resolve.write import dumps as dump_lock
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_npm_tree_must_match_the_locked_nodejs(tljh, node_lock, tmp_path):
     lock = lockfile.load(lock_path)
     lock.components["nodejs"] = dataclasses.replace(lock.components["nodejs"], version="22.99.0")
     edited = tmp_path / "edited.lock.toml"
-    edited.write_text(lock.dumps())
+    edited.write_text(dump_lock(lock))
     result = tljh("check", "--no-recipes", "--lock", edited)
     assert result.code == EXIT_FAILURE
     assert ("configurable-http-proxy: its packages' engines were checked against Node.js "

@@ -9,7 +9,7 @@ from packaging.pylock import Pylock
 
 from tests.conftest import REPO
 from tljh_lock.inspect.export.pylock import export
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 
 LOCK = REPO / "locks" / "tljh.lock.toml"
 

@@ -22,10 +22,11 @@ from tests.upstream.conda_scenarios import (
 )
 from tljh_lock.core import runner
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import conda as conda_lock_kind
 from tljh_lock.lock.kinds.conda import Component
 from tljh_lock.lock.kinds.conda import CondaPackage as LockedPackage
+from tljh_lock.resolve.write import dumps as dump_lock
 
 CONDA_LOCK = Path(sys.executable).with_name("conda-lock")
 
@@ -234,7 +235,7 @@ def reseal(lock_path: Path, packages: list[LockedPackage]) -> None:
     component = lock.components["user-env-conda"]
     assert isinstance(component, Component)
     component.packages = tuple(packages)
-    lock_path.write_text(lock.dumps())
+    lock_path.write_text(dump_lock(lock))
 
 
 def test_check_proves_each_platform(tljh, channel: Upstream, conda_recipes: Path,

@@ -15,7 +15,8 @@ from tests.conftest import Upstream
 from tests.upstream import FixtureUpstream
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY
 from tljh_lock.core.targets import default_targets
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
+from tljh_lock.resolve.write import dumps as dump_lock
 
 
 def update(tljh, upstream: Upstream, recipes: Path, lock: Path, *extra: str):
@@ -117,7 +118,7 @@ def _rewrite(lock_path: Path, edit) -> None:
     """Change a lock's content and reseal it, as a buggy resolver would have written it."""
     lock = lockfile.load(lock_path)
     edit(lock.components["hub"])
-    lock_path.write_text(lock.dumps())
+    lock_path.write_text(dump_lock(lock))
 
 
 def test_check_catches_a_target_lacking_a_package(tljh, hub_upstream, recipes, tmp_path):

@@ -28,11 +28,12 @@ from tljh_lock.core.errors import (
 )
 from tljh_lock.core.schema import Table
 from tljh_lock.inspect.export import package_lock as export_package_lock
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.model import Artifact, Lock
 from tljh_lock.resolve import npm as npm_resolve
+from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.mirrors import MirrorMap
 
@@ -221,7 +222,7 @@ def reseal(lock_path: Path, chp: npm_lock.Component) -> None:
     """Write a changed component as `update` would, content hash and all."""
     lock = lockfile.load(lock_path)
     lock.components[NAME] = chp
-    lock_path.write_text(lock.dumps())
+    lock_path.write_text(dump_lock(lock))
 
 
 def replace_package(chp: npm_lock.Component, path: str, **changes) -> npm_lock.Component:
@@ -260,7 +261,7 @@ def test_check_proves_the_tree_closed(tljh, npm_upstream, npm_recipes, tmp_path)
         assert result.code == EXIT_FAILURE and words in result.err, (words, result.err)
     # An optional package may skip an arch: it is then not among that arch's artifacts.
     optional = replace_package(good, "node_modules/fx-proxy", cpu=("x64",), flags=("optional",))
-    assert optional.prove(lockfile.load(lock_path).targets) == []
+    assert optional.problems(lockfile.load(lock_path).targets) == []
     tarball = good.by_path()["node_modules/fx-proxy"].tarball
     assert tarball not in optional.artifacts(lockfile.load(lock_path).targets, "aarch64")
     assert tarball in optional.artifacts(lockfile.load(lock_path).targets, "x86_64")
@@ -367,7 +368,7 @@ def test_real_configurable_http_proxy(tmp_path):
             "https://registry.npmjs.org/" + package.name.replace("/", "%2f")).data)
         assert package.integrity == packument["versions"][package.version]["dist"]["integrity"]
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, {NAME: chp})
-    assert chp.prove(lock.targets) == []
+    assert chp.problems(lock.targets) == []
     assert all(isinstance(a, Artifact) for a in lock.artifacts())
     project = npm_ci_offline(lock, client, tmp_path / "install")
     installed = json.loads((project / "node_modules" / NAME / "package.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 from tljh_lock.core import runner
 from tljh_lock.core.targets import Target
 from tljh_lock.inspect.check import walk
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.pypi import download

@@ -29,10 +29,11 @@ from tljh_lock.core.errors import InputError, UpstreamError
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import default_targets
 from tljh_lock.inspect.diff import diff_locks
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds.release import Component
 from tljh_lock.lock.recipes import load as load_recipes
 from tljh_lock.resolve.release import ReleaseRecipe, parse_sha256sums, resolve
+from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.upstream import github as github_releases
 from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.mirrors import MirrorMap
@@ -415,7 +416,7 @@ def component_table(data: dict[str, Any]) -> Table:
 
 def test_round_trip_and_artifacts(locked: Path) -> None:
     lock = lockfile.load(locked)
-    assert lockfile.parse(lock.dumps(), "again").to_dict() == lock.to_dict()
+    assert lockfile.to_dict(lockfile.parse(dump_lock(lock), "again")) == lockfile.to_dict(lock)
     traefik = lock.components["traefik"]
     assert isinstance(traefik, Component)
     x86 = lock.artifacts("x86_64")
@@ -450,24 +451,24 @@ def test_malformed_lock_entries(locked: Path, change: Any, message: str) -> None
 def test_prove(locked: Path) -> None:
     targets = lockfile.load(locked).targets
     traefik = components(locked)["traefik"]
-    assert traefik.prove(targets) == []
+    assert traefik.problems(targets) == []
     only_amd64 = replace(traefik, arch_files=traefik.arch_files[1:])
-    assert only_amd64.prove(targets) == [
+    assert only_amd64.problems(targets) == [
         "no artifact for aarch64 (needed by debian-11-aarch64, debian-12-aarch64, "
         "debian-13-aarch64, ubuntu-22.04-aarch64, ubuntu-24.04-aarch64)"]
-    assert only_amd64.prove([t for t in targets if t.arch == "x86_64"]) == []
+    assert only_amd64.problems([t for t in targets if t.arch == "x86_64"]) == []
     wrong = replace(traefik, version="3.6.4")
-    problems = wrong.prove(targets)
+    problems = wrong.problems(targets)
     assert "tag 'v3.6.5' does not name version 3.6.4" in problems
     assert ("aarch64: traefik_v3.6.5_linux_arm64.tar.gz does not name version 3.6.4"
             in problems)
     moved = replace(traefik, tag="v3.6.5-1")
-    assert any("is not where github publishes" in p for p in moved.prove(targets))
+    assert any("is not where github publishes" in p for p in moved.problems(targets))
     node = components(locked)["nodejs"]
-    assert node.prove(default_targets()) == []
+    assert node.problems(default_targets()) == []
     other = replace(node, arch_files=tuple(replace(f, top_dir="node-v1-linux-x64")
                                            for f in node.arch_files))
-    assert "x86_64: top-dir 'node-v1-linux-x64' does not name version 22.12.0" in other.prove(
+    assert "x86_64: top-dir 'node-v1-linux-x64' does not name version 22.12.0" in other.problems(
         targets)
 
 
@@ -476,7 +477,7 @@ def test_check_reports_a_missing_arch(locked: Path, tljh: Any) -> None:
     traefik = lock.components["traefik"]
     assert isinstance(traefik, Component)
     lock.components["traefik"] = replace(traefik, arch_files=traefik.arch_files[1:])
-    locked.write_text(lock.dumps())
+    locked.write_text(dump_lock(lock))
     result = tljh("check", "--no-recipes", "--lock", locked)
     assert result.code == 1
     assert "traefik: no artifact for aarch64" in result.out + result.err

@@ -17,7 +17,7 @@ import pytest
 from tests.reliability import concurrency, diskfull, harness, inputs, kills, rollback, scenario
 from tljh_lock.core.errors import InputError
 from tljh_lock.core.files import write_atomic
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or scenario.PIP_WHEEL is None

@@ -21,7 +21,9 @@ from tests.upstream.user_env_scenarios import generate_user_env_scenario, publis
 from tljh_lock.core import runner
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT
 from tljh_lock.core.targets import Target
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
+from tljh_lock.lock.model import Lock
+from tljh_lock.resolve.write import dumps as dump_lock
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -156,8 +158,8 @@ def test_user_env_installs_with_hashes_into_python_311(
 def hub_only(lock_path: Path, out: Path) -> Path:
     """A lock holding only the hub of `lock_path`: the user env then resolves afresh."""
     lock = lockfile.load(lock_path)
-    out.write_text(lockfile.Lock(lock.targets, lock.targets_hash,
-                                 {"hub": lock.components["hub"]}).dumps())
+    out.write_text(dump_lock(Lock(lock.targets, lock.targets_hash,
+                                  {"hub": lock.components["hub"]})))
     return out
 
 
@@ -188,7 +190,7 @@ def test_same_version_follows_the_hub_pin(
     broken = lockfile.load(unruled)
     broken.components["user-env"].recipe_hash = lockfile.load(ruled).components[
         "user-env"].recipe_hash
-    unruled.write_text(broken.dumps())
+    unruled.write_text(dump_lock(broken))
     result = tljh("check", "--recipes", user_recipes, "--lock", unruled)
     assert result.code == EXIT_FAILURE
     assert "stale" not in result.err
@@ -234,8 +236,8 @@ def test_real_user_env_resolves_against_pypi(tljh, tmp_path: Path):
         shutil.copyfile(REPO / "recipes" / f"{name}.toml", recipes / f"{name}.toml")
     lock_path = tmp_path / "tljh.lock.toml"
     committed = lockfile.load(REPO / "locks" / "tljh.lock.toml")
-    lock_path.write_text(lockfile.Lock(committed.targets, committed.targets_hash,
-                                       {"hub": committed.components["hub"]}).dumps())
+    lock_path.write_text(dump_lock(Lock(committed.targets, committed.targets_hash,
+                                        {"hub": committed.components["hub"]})))
     result = tljh("update", "--recipes", recipes, "--lock", lock_path)
     assert result.code == 0, result.err
     lock = lockfile.load(lock_path)

@@ -35,7 +35,7 @@ from tljh_lock.apply.source import BundleSource
 from tljh_lock.apply.venv import probe, target_for, wheel_set
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core import runner
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.resolve.pip import uv_binary
 from tljh_lock.store.cas import default_path

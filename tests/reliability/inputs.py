@@ -24,9 +24,10 @@ from tests.upstream import FixtureUpstream
 from tests.upstream import server as upstream_server
 from tljh_lock.core import tomlio
 from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Lock
+from tljh_lock.resolve.write import dumps as dump_lock
 
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: every canonical URL fails fast here
 
@@ -45,9 +46,9 @@ def _edit(world: World, edit: Callable[[dict[str, Any]], None]) -> bytes:
 
 
 def _resealed(world: World, change: Callable[[Lock], Lock]) -> bytes:
-    """The new lock changed through the model and written by `Lock.dumps()`, which reseals every
+    """The new lock changed through the model and written by `dump_lock`, which reseals every
     content-hash, as an attacker who edits a lock would."""
-    return change(lockfile.load(world.fixture.locks["new"])).dumps().encode()
+    return dump_lock(change(lockfile.load(world.fixture.locks["new"]))).encode()
 
 
 def _hub(lock: Lock) -> pip_lock.Component:

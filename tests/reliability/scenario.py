@@ -24,10 +24,11 @@ from tljh_lock.bundle import zipapp
 from tljh_lock.bundle.write import write_bundle
 from tljh_lock.cli import main as cli
 from tljh_lock.core.targets import Target
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
-from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.lock.model import Artifact, Component, Lock
+from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.store.cas import SourceRecord, Store, default_path
 from tljh_lock.store.fetch import Fetcher
 from tljh_lock.upstream.mirrors import MirrorMap
@@ -201,7 +202,7 @@ done
                      {k: lock.components[k] for k in ("hub", "traefik")})
         for name, variant in ((label, lock), (f"{label}-hub", small)):
             locks[name] = base / f"{name}.lock.toml"
-            locks[name].write_text(variant.dumps())
+            locks[name].write_text(dump_lock(variant))
             lockfile.load(locks[name])  # what apply reads must parse
     sources = {f"{source.name}-{source.commit}": tljh["sha256"]}
     # the store's records of them, as `bundle` leaves them (for `apply --store`)
@@ -214,7 +215,7 @@ done
     return Fixture(store, built, sources, locks, target, upstream)
 
 
-def npm_component(base: Path, upstream: Path, store: Path) -> lockfile.Component:
+def npm_component(base: Path, upstream: Path, store: Path) -> Component:
     """The fixture npm tree (a stand-in for configurable-http-proxy), locked by `update`,
     its tarballs put into the store."""
     facts = generate_npm_scenario(upstream)

@@ -32,7 +32,7 @@ from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.venv import probe
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.core.files import file_sha256, write_atomic
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 
 KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
 RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")

@@ -37,7 +37,7 @@ from tljh_lock.bundle.safe_archive import (
 )
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
 from tljh_lock.core.files import CHUNK, replacing, sha256_file
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.store import build_wheels
 from tljh_lock.store.cas import disk_full, json_bytes
 from tljh_lock.store.fetch import Fetcher, FetchReport, fetch_lock

@@ -82,7 +82,7 @@ def _fetcher(args: argparse.Namespace) -> Fetcher:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from tljh_lock.lock import model as lockfile
+    from tljh_lock.lock import file as lockfile
     from tljh_lock.store.fetch import fetch_lock
 
     fetcher = _fetcher(args)

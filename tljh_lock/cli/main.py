@@ -17,7 +17,7 @@ from tljh_lock.cli import server as cli_apply
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, TljhLockError
 from tljh_lock.core.files import file_sha256
 from tljh_lock.inspect.export.formats import FORMATS as export_formats
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.upstream import mirrors
 
 DEFAULT_LOCK = Path("locks/tljh.lock.toml")

@@ -88,7 +88,7 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
 
     store = Store(args.store or default_path())
     if args.mirror or args.mirror_config or args.store_mirror:
-        from tljh_lock.lock import model as lockfile
+        from tljh_lock.lock import file as lockfile
         from tljh_lock.store import build_wheels
         from tljh_lock.store.fetch import Fetcher, fetch_lock, progress_wanted
         from tljh_lock.upstream import mirrors

@@ -73,7 +73,7 @@ class CondaRecipe:
             if platform not in PLATFORMS.values():
                 table.fail(f"unknown platform {platform!r} (known: "
                            f"{', '.join(sorted(PLATFORMS.values()))})", f"platforms[{index}]")
-        glibc = table.str("glibc")
+        glibc = table.string("glibc")
         if not _GLIBC.match(glibc):
             table.fail(f"{glibc!r} is not a glibc version like 2.31", "glibc")
         return cls(recipe.file, recipe.hash, tuple(channels), tuple(specs),

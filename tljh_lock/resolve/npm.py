@@ -97,7 +97,7 @@ class NpmRecipe:
         registry = table.url("registry", optional=True) or DEFAULT_REGISTRY
         if not registry.endswith("/"):
             table.fail(f"{registry!r} must end with /", "registry")
-        node = table.str("node", optional=True)
+        node = table.string("node", optional=True)
         if node is not None and not _is_plain_version(node):
             table.fail(f"{node!r} is not a Node.js version like 22.12.0", "node")
         dependencies = string_map(table, "dependencies")
@@ -160,7 +160,7 @@ def resolve(recipe: NpmRecipe, targets: list[Target], client: Client,
     )
     component.resolves = resolved_versions(tree, "", component.root_requirements())
     # What `check` would reject is never written: npm's tree must be closed as it stands.
-    problems = component.prove(targets)
+    problems = component.problems(targets)
     if problems:
         raise UpstreamError(f"{recipe.where}: the tree npm resolved is not installable: "
                             + "; ".join(problems))

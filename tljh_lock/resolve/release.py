@@ -74,7 +74,7 @@ class ReleaseRecipe:
         table = recipe.table
         for key in sorted(set(table.data) - _KEYS):
             table.fail(f"unknown key (known: {', '.join(sorted(_KEYS))})", key)
-        upstream = table.str("upstream")
+        upstream = table.string("upstream")
         if upstream not in UPSTREAMS:
             table.fail(f"unknown upstream {upstream!r} (expected one of {', '.join(UPSTREAMS)})",
                        "upstream")
@@ -83,7 +83,7 @@ class ReleaseRecipe:
             if key in table.data:
                 table.fail(f"not a key of upstream {upstream!r}", key)
         if github:
-            source = table.str("repo")
+            source = table.string("repo")
             if not _REPO.match(source):
                 table.fail(f"{source!r} is not a GitHub repository like owner/name", "repo")
         else:
@@ -96,7 +96,7 @@ class ReleaseRecipe:
             table.fail("give exactly one of `version` and `version-constraint`")
         platforms_table = table.table("platforms")
         assert platforms_table is not None
-        platforms = {arch: platforms_table.str(arch) for arch in platforms_table.data}
+        platforms = {arch: platforms_table.string(arch) for arch in platforms_table.data}
         for arch in platforms:
             if arch not in ARCHES:
                 platforms_table.fail(f"unknown arch (expected one of {', '.join(ARCHES)})", arch)
@@ -118,14 +118,14 @@ class ReleaseRecipe:
             asset=_template(table, "asset", {"version", "platform"}) or "",
             platforms=platforms,
             checksums=checksums,
-            binary=table.str("binary", optional=True),
+            binary=table.string("binary", optional=True),
             top_dir=_template(table, "top-dir", {"version", "platform", "asset"}, optional=True),
         )
 
 
 def _template(table: Table, key: str, fields: set[str], default: str | None = None,
               optional: bool = False) -> str | None:
-    value = table.str(key, optional=optional or default is not None)
+    value = table.string(key, optional=optional or default is not None)
     if value is None:
         return default
     try:

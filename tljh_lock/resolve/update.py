@@ -9,11 +9,11 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from tljh_lock.core.errors import InputError
-from tljh_lock.core.files import write_atomic
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes as recipes_mod
 from tljh_lock.lock.model import Component, Lock
 from tljh_lock.lock.recipes import Recipe
+from tljh_lock.resolve import write
 from tljh_lock.upstream.http import Client
 
 # recipe kind -> module with
@@ -71,7 +71,7 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
                                              wanted - {name}, components)
         resolved.append(name)
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
-    write_atomic(lock_path, lock.dumps().encode())
+    write.write(lock_path, lock)
     return lock, resolved
 
 

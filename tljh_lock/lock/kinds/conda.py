@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact
+from tljh_lock.lock.model import Artifact, Proof
 
 # tljh-lock arch -> conda subdir
 PLATFORMS = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}
@@ -56,16 +56,16 @@ class CondaPackage:
     @classmethod
     def from_table(cls, table: Table) -> CondaPackage:
         package = cls(
-            platform=table.str("platform"),
-            name=table.str("name"),
-            version=table.str("version"),
-            build=table.str("build"),
-            subdir=table.str("subdir"),
+            platform=table.string("platform"),
+            name=table.string("name"),
+            version=table.string("version"),
+            build=table.string("build"),
+            subdir=table.string("subdir"),
             channel=table.url("channel"),
             url=table.url("url"),
-            size=table.int("size"),
+            size=table.integer("size"),
             sha256=table.sha256("hashes"),
-            md5=table.str("md5"),
+            md5=table.string("md5"),
             depends=tuple(table.strings("depends")),
         )
         if package.platform not in PLATFORMS.values():
@@ -124,12 +124,12 @@ class Component:
                 table.fail(f"channel {package.channel} is not in `channels`",
                            f"packages[{index}].channel")
         return cls(
-            recipe=table.str("recipe"),
-            recipe_hash=table.str("recipe-hash"),
+            recipe=table.string("recipe"),
+            recipe_hash=table.string("recipe-hash"),
             channels=channels,
             specs=tuple(table.strings("specs")),
             platforms=platforms,
-            glibc=table.str("glibc"),
+            glibc=table.string("glibc"),
             packages=packages,
         )
 
@@ -171,7 +171,10 @@ class Component:
         return (f"{len(self.packages)} packages on {len(self.platforms)} platforms, "
                 f"{len(self.files())} files; specs: {roots}")
 
-    def prove(self, targets: list[Target]) -> list[str]:
+    def prove(self, targets: list[Target]) -> list[Proof]:
+        return [Proof("", self.problems(targets), self.summary())]
+
+    def problems(self, targets: list[Target]) -> list[str]:
         """Every platform has one package per name, every spec and every dependency met.
 
         Versions (and `__glibc` against the recorded glibc) are matched with py-rattler's

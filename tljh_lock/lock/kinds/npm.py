@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact
+from tljh_lock.lock.model import Artifact, Proof
 
 # npm's names for our architectures (`process.arch`), for packages' `cpu` lists.
 NPM_CPU = {"x86_64": "x64", "aarch64": "arm64"}
@@ -40,7 +40,7 @@ def string_map(table: Table, key: str) -> dict[str, str]:
     if inner is None:
         return {}
     for name in inner.data:
-        inner.str(name)
+        inner.string(name)
     return dict(inner.data)
 
 
@@ -115,13 +115,13 @@ class Package:
 
     @classmethod
     def from_table(cls, table: Table) -> Package:
-        path = table.str("path")
+        path = table.string("path")
         if not PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
             table.fail(f"{path!r} is not a node_modules path", "path")
-        name = table.str("name")
+        name = table.string("name")
         if not NAME.match(name):
             table.fail(f"{name!r} is not an npm package name", "name")
-        integrity = table.str("integrity")
+        integrity = table.string("integrity")
         if not SHA512_SRI.match(integrity):
             table.fail(f"{integrity!r} is not a sha512 integrity", "integrity")
         tarball = table.table("tarball")
@@ -133,10 +133,10 @@ class Package:
         return cls(
             path=path,
             name=name,
-            version=table.str("version"),
+            version=table.string("version"),
             integrity=integrity,
             tarball=Artifact.from_table(tarball),
-            license=table.str("license", optional=True),
+            license=table.string("license", optional=True),
             engines=tuple(string_map(table, "engines").items()),
             dependencies=tuple(string_map(table, "dependencies").items()),
             optional_dependencies=tuple(string_map(table, "optional-dependencies").items()),
@@ -203,11 +203,11 @@ class Component:
         if not registry.endswith("/"):
             table.fail(f"{registry!r} must end with /", "registry")
         return cls(
-            recipe=table.str("recipe"),
-            recipe_hash=table.str("recipe-hash"),
+            recipe=table.string("recipe"),
+            recipe_hash=table.string("recipe-hash"),
             registry=registry,
-            node=table.str("node"),
-            name=table.str("name"),
+            node=table.string("node"),
+            name=table.string("name"),
             dependencies=tuple(string_map(table, "dependencies").items()),
             resolves=tuple(string_map(table, "resolves").items()),
             packages=tuple(Package.from_table(t) for t in table.tables("packages")),
@@ -239,7 +239,10 @@ class Component:
         return sorted({p.tarball for p in self.packages
                        if any(p.installs_on(a) for a in arches)})
 
-    def prove(self, targets: list[Target]) -> list[str]:
+    def prove(self, targets: list[Target]) -> list[Proof]:
+        return [Proof("", self.problems(targets), self.summary())]
+
+    def problems(self, targets: list[Target]) -> list[str]:
         """The tree is closed: from the root, every edge (following Node.js's resolution)
         lands on a package of the right name at the version npm resolved it to, which npm's
         semver checked against the range when the lock was made. Nothing in the tree is
