@@ -3,11 +3,11 @@ and its zipapp runs under a bare python3."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,8 @@ from tests.reliability import scenario
 from tests.test_store_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.bundle import safe_archive, zipapp
-from tljh_lock.cli import bundle as cli_bundle
 from tljh_lock.cli import main as cli
-from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.errors import EXIT_USAGE, TljhLockError
 from tljh_lock.core.files import file_sha256 as sha256_of
 from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.store.cas import Store
@@ -57,29 +56,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                "upstream": upstream}
 
 
-@pytest.fixture(scope="module")
-def wired() -> Iterator[None]:
-    """`fetch` and `bundle` in the command line, as cli.py wires them."""
-    original = cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "bundle" not in sub.choices:
-            cli_bundle.add_fetch_parser(sub)
-            cli_bundle.add_bundle_parser(sub)
-        return parser
-
-    cli.build_parser = build_parser  # type: ignore[assignment]
-    saved = dict(cli.COMMANDS)
-    cli.COMMANDS.setdefault("fetch", cli_bundle.cmd_fetch)
-    cli.COMMANDS.setdefault("bundle", cli_bundle.cmd_bundle)
-    yield
-    cli.build_parser = original  # type: ignore[assignment]
-    cli.COMMANDS.clear()
-    cli.COMMANDS.update(saved)
-
-
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
@@ -95,7 +71,7 @@ def bundle_args(world: dict[str, Any], vendor_store: Path, store: Path, output: 
 
 
 @pytest.fixture(scope="module")
-def bundled(world: dict[str, Any], vendor_store: Path, wired: None,
+def bundled(world: dict[str, Any], vendor_store: Path,
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Three bundles of x86_64: two from one store, one from a fresh store (fresh builds)."""
     root = tmp_path_factory.mktemp("bundles")
@@ -211,6 +187,36 @@ def test_zipapp_from_bundle_runs_on_bare_python(
                                                 capture_output=True, text=True).stdout
 
 
+@pytest.mark.parametrize("python", BARE_PYTHONS)
+def test_zipapp_has_no_maintainer_side(bundled: dict[str, Any], tmp_path: Path,
+                                       python: str) -> None:
+    """Resolving and exporting need uv, py-rattler and tomli-w: the zipapp leaves them out, says
+    so in its help, and answers a maintainer verb with one line and exit code 2."""
+    unpacked = tmp_path / "unpacked"
+    safe_archive.extract(bundled["bundles"][0], unpacked)
+    pyz = unpacked / "tljh-lock.pyz"
+    with zipfile.ZipFile(pyz) as archive:
+        names = archive.namelist()
+    assert "tljh_lock/apply/engine.py" in names
+    assert not [n for n in names if n.startswith(("tljh_lock/resolve/", "tljh_lock/export/",
+                                                  "tljh_lock/cli/maintainer", "tomli_w/"))]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, "-I", str(pyz), *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    shown = run("--help")
+    assert shown.returncode == 0
+    assert "  apply " in shown.stdout and "  update " not in shown.stdout
+    assert "pip install 'tljh-lock[maintainer]'" in shown.stdout
+    for verb in ("update", "export"):
+        refused = run(verb, "--lock", "tljh.lock.toml")
+        assert refused.returncode == EXIT_USAGE, refused.stderr
+        assert refused.stderr.startswith(f"tljh-lock: error: `{verb}` is a maintainer command")
+        assert "Traceback" not in refused.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("python", BARE_PYTHONS)
 def test_zipapp_checks_the_real_lock(bundled: dict[str, Any], tmp_path: Path,
@@ -238,7 +244,7 @@ def test_zipapp_is_deterministic(vendor_store: Path, tmp_path: Path) -> None:
 
 
 def test_fetch_command(
-    world: dict[str, Any], wired: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     mirrors = [f"--mirror={c}={m}" for c, m in world["upstream"].mirror_map().items()]
     argv = ["fetch", "--platform", "aarch64", "--lock", str(world["lock_path"]), "--store",
@@ -255,7 +261,7 @@ def test_fetch_command(
 
 
 def test_fetch_command_error_exit_code(
-    world: dict[str, Any], wired: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     upstream = world["upstream"]
     wheel = world["facts"]["files"]["fx_web-1.1-py3-none-any.whl"]

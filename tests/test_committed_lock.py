@@ -8,7 +8,7 @@ import tomllib
 from packaging.pylock import Pylock
 
 from tests.conftest import REPO
-from tljh_lock.inspect.export.pylock import export
+from tljh_lock.export.pylock import export
 from tljh_lock.lock import file as lockfile
 
 LOCK = REPO / "locks" / "tljh.lock.toml"

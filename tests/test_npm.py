@@ -27,7 +27,7 @@ from tljh_lock.core.errors import (
     InputError,
 )
 from tljh_lock.core.schema import Table
-from tljh_lock.inspect.export import package_lock as export_package_lock
+from tljh_lock.export import package_lock as export_package_lock
 from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes
 from tljh_lock.lock.kinds import npm as npm_lock

@@ -30,7 +30,6 @@ from tljh_lock.apply.steps import (
 from tljh_lock.apply.venv import Interpreter, target_for, wheel_set
 from tljh_lock.core.errors import InputError
 from tljh_lock.core.files import file_sha256
-from tljh_lock.inspect.export import package_lock as export_package_lock
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
@@ -135,7 +134,7 @@ def _proxy_step(lock: Lock, component: Component, layout: Layout, dirs: dict[str
         raise InputError(f"component {PROXY!r} is a {component.kind} component, not npm")
     if "node" not in dirs:
         raise InputError(f"component {PROXY!r} needs Node.js: the lock has no {NODEJS!r}")
-    project = tuple(sorted(export_package_lock.files(lock, PROXY).items()))
+    project = tuple(sorted(component.project_files().items()))
     tarballs = tuple(component.artifacts(lock.targets_for(arch), arch))
     key = hash_of("proxy", BUILD_VERSION, dirs["node"], *(text for _, text in project),
                   *(a.sha256 for a in tarballs))

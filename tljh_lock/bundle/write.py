@@ -31,6 +31,7 @@ from tljh_lock.bundle.safe_archive import (
     EXECUTABLE,
     LOCK_NAME,
     MANIFEST_NAME,
+    PLATFORMS,
     PYZ_NAME,
     Entry,
     Manifest,
@@ -41,8 +42,6 @@ from tljh_lock.lock import file as lockfile
 from tljh_lock.store import build_wheels
 from tljh_lock.store.cas import disk_full, json_bytes
 from tljh_lock.store.fetch import Fetcher, FetchReport, fetch_lock
-
-PLATFORMS = ("x86_64", "aarch64", "all")
 
 
 @dataclass

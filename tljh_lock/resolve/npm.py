@@ -28,13 +28,14 @@ from packaging.utils import canonicalize_name
 from tljh_lock.core import runner
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError, UpstreamError
 from tljh_lock.core.targets import Target
-from tljh_lock.inspect.export import package_lock as export_package_lock
+from tljh_lock.lock import model
 from tljh_lock.lock.kinds.npm import (
     FLAGS,
     NAME,
     PATH,
     Component,
     Package,
+    json_text,
     resolved_versions,
     string_map,
     tarball_file_name,
@@ -180,11 +181,11 @@ def run_npm(recipe: NpmRecipe, node: str, client: Client, previous: Component | 
         project.mkdir()
         root = {"name": recipe.root_name, "private": True,
                 "dependencies": dict(recipe.dependencies)}
-        (project / "package.json").write_text(export_package_lock.dumps(root))
+        (project / "package.json").write_text(json_text(root))
         if previous is not None:
             kept = tuple(p for p in previous.packages if canonicalize_name(p.name) not in upgrade)
-            seed = export_package_lock.package_lock(dataclasses.replace(previous, packages=kept))
-            (project / "package-lock.json").write_text(export_package_lock.dumps(seed))
+            seed = dataclasses.replace(previous, packages=kept).package_lock()
+            (project / "package-lock.json").write_text(json_text(seed))
         # Separate empty files: npm 11 refuses to load one file (e.g. /dev/null) twice.
         for name in ("user.npmrc", "global.npmrc"):
             (work / name).write_text("")
@@ -362,6 +363,7 @@ def check_engines(recipe: NpmRecipe, node: str, packages: list[Package]) -> None
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str],
-                   resolved: dict[str, object]) -> Component:
-    return resolve(NpmRecipe.from_recipe(recipe), targets, client, previous, upgrade, resolved)
+                   previous: model.Component | None, upgrade: set[str],
+                   resolved: Mapping[str, model.Component]) -> Component:
+    own = previous if isinstance(previous, Component) else None
+    return resolve(NpmRecipe.from_recipe(recipe), targets, client, own, upgrade, resolved)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +24,7 @@ from packaging.version import Version
 from tljh_lock.core import runner
 from tljh_lock.core.errors import InputError, TljhLockError, UpstreamError
 from tljh_lock.core.targets import Target
+from tljh_lock.lock import model
 from tljh_lock.lock.kinds.pip import Component, Package, Source
 from tljh_lock.lock.model import parse_targets
 from tljh_lock.lock.recipes import Recipe, SameVersion
@@ -226,11 +227,12 @@ def collect_one(recipe: PipRecipe, pin: Pin, targets: list[Target], client: Clie
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str],
-                   resolved: dict[str, object]) -> Component:
+                   previous: model.Component | None, upgrade: set[str],
+                   resolved: Mapping[str, model.Component]) -> Component:
+    own = previous if isinstance(previous, Component) else None
     pip_recipe = PipRecipe.from_recipe(recipe)
     rule = SameVersion.from_recipe(recipe)
     if rule:
         pins = rule.pins(resolved, f"recipes/{recipe.file}")
         pip_recipe = replace(pip_recipe, constraints=(*pip_recipe.constraints, *pins))
-    return resolve(pip_recipe, targets, client, previous, upgrade)
+    return resolve(pip_recipe, targets, client, own, upgrade)

@@ -10,6 +10,7 @@ lands on that version: the tree is closed as npm built it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -61,6 +62,11 @@ def resolved_versions(tree: dict[str, Package], from_path: str,
     """What each requirement finds from `from_path`, by version, for the lock's `resolves`."""
     return tuple(sorted((name, found.version) for name, _, _ in requirements
                         for found in [find(tree, from_path, name)] if found is not None))
+
+
+def json_text(data: dict[str, Any]) -> str:
+    """JSON as npm formats it: two-space indent, newline at the end."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def tarball_file_name(name: str, version: str) -> str:
@@ -176,6 +182,34 @@ class Package:
         return (platform_ok("linux", self.os) and platform_ok(NPM_CPU[arch], self.cpu)
                 and platform_ok("glibc", self.libc))
 
+    def package_lock_entry(self, registry: str) -> dict[str, Any]:
+        """Its `packages` entry as npm writes it; `resolved` is the registry's canonical URL."""
+        entry: dict[str, Any] = {}
+        if self.path.rpartition("node_modules/")[2] != self.name:
+            entry["name"] = self.name  # an alias: npm records the real name
+        entry["version"] = self.version
+        entry["resolved"] = tarball_url(registry, self.name, self.version)
+        entry["integrity"] = self.integrity
+        for flag in self.flags:
+            entry[FLAGS[flag]] = True
+        if self.license:
+            entry["license"] = self.license
+        for key, pairs in (("dependencies", self.dependencies),
+                           ("optionalDependencies", self.optional_dependencies),
+                           ("peerDependencies", self.peer_dependencies)):
+            if pairs:
+                entry[key] = dict(pairs)
+        if self.optional_peers:
+            entry["peerDependenciesMeta"] = {name: {"optional": True}
+                                             for name in self.optional_peers}
+        for key, pairs in (("bin", self.bin), ("engines", self.engines)):
+            if pairs:
+                entry[key] = dict(pairs)
+        for key, values in (("os", self.os), ("cpu", self.cpu), ("libc", self.libc)):
+            if values:
+                entry[key] = list(values)
+        return entry
+
     def requirements(self) -> list[tuple[str, str, bool]]:
         """(dependency, spec, required) for every edge npm follows when installing."""
         found = [(name, spec, True) for name, spec in self.dependencies]
@@ -224,6 +258,24 @@ class Component:
             "resolves": dict(self.resolves),
             "packages": [package.to_dict() for package in self.packages],
         }
+
+    def package_json(self) -> dict[str, Any]:
+        """The root package.json, which `npm ci` needs beside the package-lock."""
+        return {"name": self.name, "private": True, "dependencies": dict(self.dependencies)}
+
+    def package_lock(self) -> dict[str, Any]:
+        """npm's own package-lock.json (lockfileVersion 3) of the tree, the root in
+        `packages[""]`: `npm ci --offline` installs exactly the locked tree from it."""
+        root = {"name": self.name, "dependencies": dict(self.dependencies)}
+        packages = {p.path: p.package_lock_entry(self.registry)
+                    for p in sorted(self.packages, key=lambda p: p.path)}
+        return {"name": self.name, "lockfileVersion": 3, "requires": True,
+                "packages": {"": root, **packages}}
+
+    def project_files(self) -> dict[str, str]:
+        """`package.json` and `package-lock.json`: what `npm ci` reads from the project."""
+        return {"package.json": json_text(self.package_json()),
+                "package-lock.json": json_text(self.package_lock())}
 
     def root_requirements(self) -> list[tuple[str, str, bool]]:
         return [(name, spec, True) for name, spec in self.dependencies]

@@ -36,10 +36,19 @@ from typing import Any, ClassVar
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import ARCHES, Target
 from tljh_lock.lock.model import Artifact, Proof
-from tljh_lock.upstream import github as github_releases
-from tljh_lock.upstream import nodejs as nodejs_dist
 
 UPSTREAMS = ("github", "nodejs")
+GITHUB = "https://github.com"
+
+
+def published_url(upstream: str, source: str, version: str, tag: str | None,
+                  file_name: str) -> str:
+    """Where `upstream` publishes a file of a release: GitHub's release downloads of the tag,
+    or the version's folder of a nodejs.org-style dist (`source`)."""
+    if upstream == "github":
+        assert tag is not None
+        return f"{GITHUB}/{source}/releases/download/{tag}/{file_name}"
+    return f"{source}v{version}/{file_name}"
 
 
 @dataclass(frozen=True)
@@ -121,10 +130,7 @@ class Component:
         return PurePosixPath(self.recipe).stem
 
     def expected_url(self, file_name: str) -> str:
-        if self.upstream == "github":
-            assert self.tag is not None
-            return github_releases.download_url(self.source, self.tag, file_name)
-        return nodejs_dist.release_dir(self.source, self.version) + file_name
+        return published_url(self.upstream, self.source, self.version, self.tag, file_name)
 
     def artifacts(self, targets: list[Target], arch: str | None = None) -> list[Artifact]:
         arches = {t.arch for t in targets if arch is None or t.arch == arch}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tljh_lock.core import tomlio
+import tomli_w
+
 from tljh_lock.core.errors import InputError
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact, Lock
@@ -52,4 +53,4 @@ def to_pylock(lock: Lock, component_name: str) -> dict[str, Any]:
 
 
 def export(lock: Lock, component: str | None) -> str:
-    return tomlio.dumps(to_pylock(lock, component or "hub"))
+    return tomli_w.dumps(to_pylock(lock, component or "hub"), multiline_strings=False, indent=2)
