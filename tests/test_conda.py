@@ -6,6 +6,7 @@ Offline against the fixture conda channel (tests/upstream/conda_scenarios.py).
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,6 @@ from tests.upstream.conda_scenarios import (
 from tljh_lock.core import runner
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
 from tljh_lock.lock import file as lockfile
-from tljh_lock.lock.kinds import conda as conda_lock_kind
 from tljh_lock.lock.kinds.conda import Component
 from tljh_lock.lock.kinds.conda import CondaPackage as LockedPackage
 from tljh_lock.resolve.write import dumps as dump_lock
@@ -280,18 +280,31 @@ def test_malformed_conda_entries_are_rejected(tljh, channel: Upstream, conda_rec
     assert message in result.err
 
 
-def test_check_without_rattler_proves_names_only(tljh, channel: Upstream, conda_recipes: Path,
-                                                 tmp_path: Path, monkeypatch):
-    """A server has no py-rattler: a missing package is still caught, a version is not."""
-    monkeypatch.setattr(conda_lock_kind, "_matcher", lambda: None)
+def check_without_rattler(lock_path: Path) -> subprocess.CompletedProcess[str]:
+    """`check` in an interpreter where py-rattler cannot be imported, as on a server."""
+    code = ("import sys; sys.modules['rattler'] = None; "
+            "from tljh_lock.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, "check", "--no-recipes", "--lock",
+                           str(lock_path)], capture_output=True, text=True, cwd=REPO)
+
+
+def test_check_without_rattler_proves_the_same(tljh, channel: Upstream, conda_recipes: Path,
+                                               tmp_path: Path):
+    """A server has no py-rattler: a missing package and a version that does not meet its
+    spec are caught there as on the maintainer's side."""
     lock_path = tmp_path / "tljh.lock.toml"
     update(tljh, channel, conda_recipes, lock_path)
     good = list(conda_component(lock_path).packages)
     bumped = [p if p.name != "fx-tool" else LockedPackage(**{**p.__dict__,
               "depends": ("fx-python >=3.13",)}) for p in good]
     reseal(lock_path, bumped)
-    assert tljh("check", "--no-recipes", "--lock", lock_path).code == 0
+    result = check_without_rattler(lock_path)
+    assert result.returncode == EXIT_FAILURE, result.stderr
+    assert ("linux-64: fx-python >=3.13 (needed by fx-tool 2.0) is not met by fx-python 3.12.5 "
+            "h5d6e7f8_0_cpython") in result.stderr
     reseal(lock_path, [p for p in good if p.name != "fx-libz"])
-    result = tljh("check", "--no-recipes", "--lock", lock_path)
-    assert result.code == EXIT_FAILURE
-    assert "fx-libz >=1.3 (needed by fx-python 3.12.5) is not pinned" in result.err
+    result = check_without_rattler(lock_path)
+    assert result.returncode == EXIT_FAILURE
+    assert "fx-libz >=1.3 (needed by fx-python 3.12.5) is not pinned" in result.stderr
+    reseal(lock_path, good)
+    assert check_without_rattler(lock_path).returncode == 0
