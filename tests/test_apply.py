@@ -29,8 +29,9 @@ from tests.reliability.scenario import (
     snapshot,
 )
 from tljh_lock.apply import engine
+from tljh_lock.apply.actions.unpack import unpack_tree
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.unpack import unpack_tree
+from tljh_lock.apply.verify import verify
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, IntegrityError, TljhLockError
 from tljh_lock.lock import file as lockfile
@@ -98,7 +99,7 @@ def test_full_apply_then_noop(fixture: Fixture, root: Path) -> None:
     wants = root / "etc/systemd/system/multi-user.target.wants"
     assert {p.name for p in wants.iterdir()} == {
         "jupyterhub.service", "configurable-http-proxy.service", "traefik.service"}
-    assert engine.verify(layout) == []
+    assert verify(layout) == []
     status = engine.status(layout)
     assert status["current"]["number"] == 1
     assert status["current"]["lock-sha256"] == hashlib.sha256(
@@ -153,7 +154,7 @@ def test_verify_reports_an_edited_unit_and_apply_repairs_it(fixture: Fixture, ro
     unit.write_text(unit.read_text().replace("Restart=always", "Restart=no"))
     (root / "opt/tljh/hub/bin/traefik").write_bytes(b"#!/bin/sh\necho evil\n")
     (root / "opt/tljh/user/.tljh-lock-key").unlink()
-    problems = engine.verify(Layout(root))
+    problems = verify(Layout(root))
     assert any(p.startswith("/etc/systemd/system/jupyterhub.service: sha256") for p in problems)
     assert "/opt/tljh/user: not the user environment that was applied" in problems
     assert any("contents changed" in p and "/opt/tljh/hub." in p for p in problems)
@@ -176,7 +177,7 @@ def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Pa
         apply(fixture, root, "new-hub", source=fixture.source(store))
     assert os.readlink(root / "opt/tljh/hub") == hub_before
     assert engine.status(Layout(root))["current"]["number"] == 1
-    assert engine.verify(Layout(root)) == []
+    assert verify(Layout(root)) == []
     # a run killed midway leaves a half-built directory without its marker
     half = root / "opt/tljh" / apply(fixture, root, "new-hub", dry_run=True).plan.dirs["hub"]
     (half / "bin").mkdir(parents=True)
@@ -188,7 +189,7 @@ def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Pa
     # a new lock changes only what changed: the hub set, and the link to it
     assert outcome.ran == ["hub", "link:/opt/tljh/hub"]
     assert os.readlink(root / "opt/tljh/hub") != hub_before
-    assert engine.verify(Layout(root)) == []
+    assert verify(Layout(root)) == []
 
 
 def test_downgrade_refused_and_rollback(fixture: Fixture, root: Path) -> None:
@@ -202,7 +203,7 @@ def test_downgrade_refused_and_rollback(fixture: Fixture, root: Path) -> None:
     previous = engine.rollback(Layout(root))
     assert previous.number == 1
     assert os.readlink(root / "opt/tljh/hub") == old_hub
-    assert engine.verify(Layout(root)) == []
+    assert verify(Layout(root)) == []
     with pytest.raises(TljhLockError, match="first one"):
         engine.rollback(Layout(root))
     # forward again, and back explicitly with --allow-downgrade
@@ -305,7 +306,7 @@ def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Pat
                       "--python", SYSTEM_PYTHON, "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["generation"] == 1
-    assert engine.verify(Layout(root)) == []
+    assert verify(Layout(root)) == []
     out = subprocess.run([root / "opt/tljh/hub/bin/tljh-config"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "tljh-config (fixture)"  # built again from the fetched pin

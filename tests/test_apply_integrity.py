@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.upstream import build_wheel
-from tljh_lock.apply.venv import check_wheel_metadata
+from tljh_lock.apply.actions.venv import check_wheel_metadata
 from tljh_lock.core.errors import IntegrityError
 
 

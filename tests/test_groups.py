@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tljh_lock.apply import system_files
+from tljh_lock.apply.actions.system import ensure_group
 from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.observe import observe, shadow_residue
+from tljh_lock.apply.plan import group_complete
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("groupadd") is None,
                                 reason="groupadd --prefix needs root")
@@ -54,18 +56,18 @@ def test_a_group_without_its_gshadow_entry_is_completed(tmp_path: Path) -> None:
     root = tmp_path / "root"
     etc = _etc(root)
     layout = Layout(root)
-    system_files.ensure_group(layout, "jupyterhub-users")
+    ensure_group(layout, "jupyterhub-users")
     # groupadd killed after renaming group+ over /etc/group, before it wrote gshadow
     backup = (etc / "gshadow").read_bytes()
     subprocess.run(["groupadd", "--prefix", str(root), "jupyterhub-admins"], check=True)
     (etc / "gshadow").write_bytes(backup)
     (etc / "gshadow").chmod(0o640)
     (etc / "gshadow-").write_bytes(GSHADOW.encode())
-    assert not system_files.group_complete(layout, "jupyterhub-admins")
+    assert not group_complete(observe(layout), "jupyterhub-admins")
 
-    system_files.ensure_group(layout, "jupyterhub-admins")
+    ensure_group(layout, "jupyterhub-admins")
 
-    assert system_files.group_complete(layout, "jupyterhub-admins")
+    assert group_complete(observe(layout), "jupyterhub-admins")
     assert _files(root) == reference
 
 
@@ -79,13 +81,13 @@ def test_what_a_killed_groupadd_leaves_is_cleared(tmp_path: Path) -> None:
     (etc / f"group.{dead}").write_text(str(dead))
     os.link(etc / f"group.{dead}", etc / "group.lock")
     (etc / "gshadow+").write_text(GSHADOW)
-    assert not system_files.group_complete(layout, "jupyterhub-users")
-    assert [p.name for p in system_files.shadow_residue(layout)] == [
+    assert not group_complete(observe(layout), "jupyterhub-users")
+    assert [p.name for p in shadow_residue(layout)] == [
         f"group.{dead}", "group.lock", "gshadow+"]
 
-    system_files.ensure_group(layout, "jupyterhub-users")
+    ensure_group(layout, "jupyterhub-users")
 
-    assert system_files.group_complete(layout, "jupyterhub-users")
+    assert group_complete(observe(layout), "jupyterhub-users")
     assert _files(root) == reference
 
 
@@ -95,7 +97,7 @@ def test_a_live_holders_lock_is_left_alone(tmp_path: Path) -> None:
     (etc / "group.lock").write_text(str(os.getpid()))
     (etc / "group+").write_text(GROUP)
     (etc / "gshadow.lock").write_text("not a pid")
-    assert system_files.shadow_residue(Layout(root)) == []
+    assert shadow_residue(Layout(root)) == []
 
 
 def test_a_killed_holder_not_yet_reaped_holds_nothing(tmp_path: Path) -> None:
@@ -107,6 +109,6 @@ def test_a_killed_holder_not_yet_reaped_holds_nothing(tmp_path: Path) -> None:
         time.sleep(0.01)
     (etc / "group.lock").write_text(str(zombie.pid))
     try:
-        assert [p.name for p in system_files.shadow_residue(Layout(root))] == ["group.lock"]
+        assert [p.name for p in shadow_residue(Layout(root))] == ["group.lock"]
     finally:
         zombie.wait()

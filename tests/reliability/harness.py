@@ -16,7 +16,7 @@ from typing import Optional
 
 from tests.reliability import scenario
 from tests.reliability.manifest import Entry, Loss, compare, invalid_sudoers, manifest
-from tljh_lock.apply.steps import MARKER
+from tljh_lock.apply.observe import MARKER
 from tljh_lock.bundle import safe_archive
 
 REPO = Path(__file__).resolve().parents[2]

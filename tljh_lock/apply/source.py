@@ -39,20 +39,23 @@ class ArtifactSource:
                    for r in _records(store / "sources")}
         return cls(store, built, sources)
 
-    @property
-    def directory(self) -> Path:
+    def directory(self, scratch: Path | None) -> Path:
+        """The directory holding `sha256/<hex>`."""
         assert self._directory is not None
         return self._directory
 
-    def path(self, artifact: Artifact) -> Path:
-        path = self.directory / "sha256" / artifact.sha256
+    def path(self, artifact: Artifact, scratch: Path | None = None) -> Path:
+        """The file of `artifact`, rehashed on first use. `scratch`: where the run keeps its
+        temporary files (a bundle is unpacked there)."""
+        directory = self.directory(scratch)
+        path = directory / "sha256" / artifact.sha256
         if artifact.sha256 in self._verified:
             return path
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             raise TljhLockError(
-                f"{artifact.name} (sha256 {artifact.sha256}) is not in {self.directory}",
+                f"{artifact.name} (sha256 {artifact.sha256}) is not in {directory}",
                 hint="fetch it first (`tljh-lock fetch`), or apply from a bundle made for this "
                      "platform",
             ) from None
@@ -113,16 +116,12 @@ class BundleSource(ArtifactSource):
     def lock_sha256(self) -> str:
         return self.manifest.lock.sha256
 
-    @property
-    def directory(self) -> Path:
+    def directory(self, scratch: Path | None) -> Path:
         if self._directory is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="tljh-lock-bundle-"))
+            self._tmp = Path(tempfile.mkdtemp(prefix="tljh-lock-bundle-", dir=scratch))
             safe_archive.extract(self.bundle, self._tmp / "bundle", self.lock_sha256)
             self._directory = self._tmp / "bundle"
         return self._directory
-
-    def lock_file(self) -> Path:
-        return self.directory / safe_archive.LOCK_NAME
 
     def verify(self) -> bytes:
         """Check the whole bundle without unpacking it; the lock's bytes."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
+from tljh_lock.apply.verify import verify
 from tljh_lock.cli.common import DEFAULT_LOCK, Subcommands, Verb, progress_log, quiet
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError
 from tljh_lock.store.cas import Store, default_path
@@ -124,7 +125,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    problems = engine.verify(Layout(args.root))
+    problems = verify(Layout(args.root))
     if args.json:
         print(json.dumps({"ok": not problems, "drift": problems}, indent=2))
     else:

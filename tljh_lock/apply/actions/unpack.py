@@ -10,7 +10,15 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from tljh_lock.apply.actions.context import Context
+from tljh_lock.apply.steps import UnpackBuild
 from tljh_lock.core.errors import IntegrityError
+
+
+def build_release(step: UnpackBuild, ctx: Context, path: Path) -> None:
+    assert step.artifact is not None
+    ctx.log(f"unpacking {step.artifact.name} into {path}")
+    unpack_tree(ctx.artifact(step.artifact), path, step.top_dir, what=step.artifact.name)
 
 
 def unpack_tree(archive: Path, dest: Path, top_dir: str | None, what: str) -> None:

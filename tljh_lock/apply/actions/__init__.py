@@ -1,0 +1,72 @@
+"""The side effects of an apply, one module per kind of work: venv (python environments with
+the locked pip), npm (the proxy's tree), unpack (release tarballs), system (files, groups,
+token, units). `execute` makes a step done; each action is safe to repeat after an
+interruption. May import apply's data modules, store/, lock/ and core/ (every subprocess
+through core/runner.py, with the run's scratch as its TMPDIR)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from tljh_lock.apply import layout as L
+from tljh_lock.apply.actions import npm, system, unpack, venv
+from tljh_lock.apply.actions.context import Context
+from tljh_lock.apply.observe import MARKER
+from tljh_lock.apply.steps import (
+    BuildStep,
+    EnableStep,
+    FileStep,
+    GroupStep,
+    HubBuild,
+    LinkStep,
+    ProxyBuild,
+    Step,
+    TokenStep,
+    UnpackBuild,
+    UserEnvStep,
+)
+from tljh_lock.apply.tree import directory_hash
+from tljh_lock.core.files import swap_link
+
+
+def execute(step: Step, ctx: Context) -> None:
+    """Make `step` done."""
+    if isinstance(step, HubBuild):
+        _build(step, ctx, lambda path: venv.build_hub(step, ctx, path))
+    elif isinstance(step, UnpackBuild):
+        _build(step, ctx, lambda path: unpack.build_release(step, ctx, path))
+    elif isinstance(step, ProxyBuild):
+        _build(step, ctx, lambda path: npm.build_proxy(step, ctx, path))
+    elif isinstance(step, UserEnvStep):
+        venv.install_user_env(step, ctx)
+    elif isinstance(step, FileStep):
+        assert step.file is not None
+        system.install_file(ctx.layout, step.file, ctx.scratch)
+    elif isinstance(step, GroupStep):
+        system.ensure_group(ctx.layout, step.name, ctx.scratch)
+    elif isinstance(step, TokenStep):
+        system.ensure_proxy_token(ctx.layout)
+    elif isinstance(step, LinkStep):
+        swap_link(ctx.layout.path(step.link), step.target)
+    elif isinstance(step, EnableStep):
+        system.enable_units(ctx.layout, ctx.scratch)
+    else:
+        raise AssertionError(f"no action for {type(step).__name__}")
+
+
+def _build(step: BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:
+    """Build the step's directory afresh (one left by an interrupted run goes first), and mark
+    it complete last."""
+    path = ctx.layout.path(f"{L.PREFIX}/{step.directory}")
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        build(path)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    (path / MARKER).write_text(step.key)
+    ctx.trees[step.directory] = directory_hash(path)
