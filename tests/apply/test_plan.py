@@ -95,7 +95,8 @@ def as_applied(planned: Plan) -> Observed:
     """The server after `planned` ran: what observe would then read."""
     markers = {step.directory: step.key for step in planned.steps
                if isinstance(step, BuildStep)}
-    markers.update({"user": step.key for step in planned.steps if isinstance(step, UserEnvStep)})
+    (user,) = (step for step in planned.steps if isinstance(step, UserEnvStep))
+    markers["user"] = user.key
     return Observed(
         state=State(), markers=markers,
         files={f.path: (hashlib.sha256(f.data).hexdigest(), f.mode) for f in render.render_all()},
