@@ -33,6 +33,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check tljh_lock tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Against the real PyPI and npm registry (reachable from CI); not part of `make test`.
@@ -57,6 +58,7 @@ lock: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tljh_lock tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf build $(VENV)

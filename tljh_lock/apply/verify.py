@@ -21,18 +21,18 @@ def verify(layout: Layout) -> list[str]:
     if current is None:
         return ["nothing has been applied here"]
     problems = []
-    for path, recorded in sorted(state.files.items()):
-        target = layout.path(path)
+    for installed, recorded in sorted(state.files.items()):
+        target = layout.path(installed)
         try:
             mode = f"{target.stat().st_mode & 0o7777:04o}"
             digest = file_sha256(target)
         except FileNotFoundError:
-            problems.append(f"{path}: missing")
+            problems.append(f"{installed}: missing")
             continue
         if digest != recorded["sha256"]:
-            problems.append(f"{path}: sha256 {digest}, applied {recorded['sha256']}")
+            problems.append(f"{installed}: sha256 {digest}, applied {recorded['sha256']}")
         if mode != recorded["mode"]:
-            problems.append(f"{path}: mode {mode}, applied {recorded['mode']}")
+            problems.append(f"{installed}: mode {mode}, applied {recorded['mode']}")
     for step in system_steps(observe(layout), current.dirs):
         if not step.done and not isinstance(step, FileStep):
             problems.append(f"{step.summary}: not in place")

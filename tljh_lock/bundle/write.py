@@ -107,8 +107,7 @@ def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher)
     manifest = Manifest(
         platform=platform, lock=lock_entry, tool_version=__version__,
         members={name: entry for name, (entry, _) in contents.items()},
-        built={b.source_sha256: Entry(b.wheel.name, b.wheel.sha256, b.wheel.size)
-               for b in built},
+        built={b.source_sha256: Entry(b.wheel.name, b.wheel.sha256, b.size) for b in built},
         sources=sources)
     manifest_bytes = manifest.dumps()
     members = {MANIFEST_NAME: (Entry(MANIFEST_NAME, "", len(manifest_bytes)), manifest_bytes),

@@ -48,10 +48,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _parser(sub: Subcommands, name: str, help: str, description: str
             ) -> argparse.ArgumentParser:
     # -q comes last here (from _add_common), not from the shared parent, as it always has
-    parser: argparse.ArgumentParser = sub.add_parser(
-        name, help=help, description=description, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    return parser
+    return sub.add_parser(name, help=help, description=description, epilog=EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_fetch(sub: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -48,13 +48,11 @@ def quiet_parent() -> argparse.ArgumentParser:
     return common
 
 
-def add_parser(sub: Subcommands, name: str, parents: list[argparse.ArgumentParser],
-               **kwargs: str) -> argparse.ArgumentParser:
+def add_parser(sub: Subcommands, name: str, parents: list[argparse.ArgumentParser], *,
+               help: str, description: str) -> argparse.ArgumentParser:
     """A subcommand with the exit code table under its help."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        name, parents=parents, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        **kwargs)
-    return parser
+    return sub.add_parser(name, parents=parents, help=help, description=description,
+                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_lock(parser: argparse.ArgumentParser) -> None:

@@ -66,7 +66,7 @@ class Table:
         return value
 
     def strings(self, key: str, optional: bool = False) -> list[str]:
-        value = self._get(key, list, optional)
+        value: list[str] | None = self._get(key, list, optional)
         if value is None:
             return []
         for index, item in enumerate(value):
@@ -92,7 +92,7 @@ class Table:
         return value
 
     def file_name(self, key: str) -> str:
-        value = self.string(key)
+        value: str = self.string(key)
         if not _SAFE_FILE_NAME.match(value) or ".." in value:
             self.fail(f"{value!r} is not a plain file name", key)
         return value
@@ -100,13 +100,13 @@ class Table:
     def sha256(self, key: str = "hashes") -> str:
         hashes = self.table(key)
         assert hashes is not None
-        value = hashes.string("sha256")
+        value: str = hashes.string("sha256")
         if not _SHA256.match(value):
             hashes.fail(f"{value!r} is not a lowercase hex sha256", "sha256")
         return value
 
     def version(self, key: str) -> str:
-        value = self.string(key)
+        value: str = self.string(key)
         try:
             Version(value)
         except InvalidVersion:

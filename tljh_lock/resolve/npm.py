@@ -277,7 +277,7 @@ def verify(recipe: NpmRecipe, client: Client, path: str, entry: dict[str, Any],
     if not isinstance(manifest, dict):
         raise UpstreamError(f"{label} is no longer in the registry (its packument does not "
                             "list it)", hint="the version was unpublished: pick another one")
-    dist = manifest.get("dist") if isinstance(manifest.get("dist"), dict) else {}
+    dist: dict[str, Any] = manifest["dist"] if isinstance(manifest.get("dist"), dict) else {}
     expected = parse_sri(entry["integrity"])
     if isinstance(dist.get("integrity"), str):
         expected += parse_sri(dist["integrity"])

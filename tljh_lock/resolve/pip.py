@@ -146,7 +146,7 @@ def compile_pins(
             f"{p.name}=={p.version}" + (f" ; {p.marker}" if p.marker else "") + "\n"
             for p in preferred
         ))
-        argv = [
+        argv: list[str | Path] = [
             uv_binary(), "pip", "compile", "--no-config", "--universal", "--quiet",
             "--no-python-downloads",
             "--python-version", "{}.{}".format(*lowest),

@@ -125,7 +125,7 @@ class ReleaseRecipe:
 
 def _template(table: Table, key: str, fields: set[str], default: str | None = None,
               optional: bool = False) -> str | None:
-    value = table.string(key, optional=optional or default is not None)
+    value: str | None = table.string(key, optional=optional or default is not None)
     if value is None:
         return default
     try:

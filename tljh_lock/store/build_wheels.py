@@ -47,12 +47,16 @@ class Built:
     source_sha256: str
     wheel: Artifact  # url is empty: a built wheel has no upstream
 
+    @property
+    def size(self) -> int:
+        assert self.wheel.size is not None  # the store measured it
+        return self.wheel.size
+
 
 @dataclass(frozen=True)
 class _Input:
     name: str
     sha256: str
-    size: int
     is_tree: bool  # a source-pin archive (a tree to build) rather than an sdist
     project: tuple[str, str]  # (normalized name, version) the built wheel must carry
     targets: tuple[Target, ...]  # where the wheel must install
@@ -74,13 +78,12 @@ def _inputs(component: pip_lock.Component, targets: list[Target], arch: str | No
         if package.wheels or not package.sdist or not where:
             continue
         sdist = package.sdist
-        found[sdist.sha256] = _Input(sdist.name, sdist.sha256, sdist.size, False,
+        found[sdist.sha256] = _Input(sdist.name, sdist.sha256, False,
                                      (package.name, package.version), where)
     for source in component.sources:
         record = sources[(source.name, source.commit)]
-        found[record.sha256] = _Input(f"{source.name}-{source.commit}", record.sha256,
-                                      record.size, True, (source.name, source.version),
-                                      tuple(chosen))
+        found[record.sha256] = _Input(f"{source.name}-{source.commit}", record.sha256, True,
+                                      (source.name, source.version), tuple(chosen))
     return sorted(found.values(), key=lambda i: i.name)
 
 
@@ -149,12 +152,13 @@ class _Builder:
 
     def wheels_for(self, inputs: list[_Input]) -> list[Built]:
         keys = {item.sha256: self._key(item) for item in inputs}
-        records = {item.sha256: self.store.built_record(keys[item.sha256]) for item in inputs}
+        records: dict[str, dict[str, Any] | None] = {
+            item.sha256: self.store.built_record(keys[item.sha256]) for item in inputs}
         todo = [item for item in inputs if records[item.sha256] is None]
         if todo:
-            for item, record in self._build(todo).items():
-                self.store.record_built(keys[item.sha256], record)
-                records[item.sha256] = record
+            for item, made in self._build(todo).items():
+                self.store.record_built(keys[item.sha256], made)
+                records[item.sha256] = made
         built = []
         for item in inputs:
             record = records[item.sha256]
@@ -218,18 +222,18 @@ class _Builder:
         runner.run([*self._pip, "wheel", "--no-index", "--no-build-isolation", "--no-deps",
                     "--wheel-dir", out, *targets], what=f"building wheels of {names}",
                    env=self._env(), timeout=BUILD_TIMEOUT, cwd=work)
-        produced = {}
+        produced: dict[tuple[str, str], Path] = {}
         for path in out.glob("*.whl"):
             name, version, _, _ = parse_wheel_filename(path.name)
             produced[(str(name), str(version))] = path
         results = {}
         for item in inputs:
-            path = produced.pop(item.project, None)
-            if path is None:
+            wheel = produced.pop(item.project, None)
+            if wheel is None:
                 raise TljhLockError(f"building {item.name} gave no wheel of "
                                     f"{item.project[0]} {item.project[1]}")
-            sha256, size = self.store.add_file(path, f"the wheel of {item.name}")
-            results[item] = {"name": path.name, "sha256": sha256, "size": size,
+            sha256, size = self.store.add_file(wheel, f"the wheel of {item.name}")
+            results[item] = {"name": wheel.name, "sha256": sha256, "size": size,
                              "source": item.name, "source-sha256": item.sha256}
         return results
 

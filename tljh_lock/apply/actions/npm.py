@@ -30,8 +30,8 @@ def build_proxy(step: ProxyBuild, ctx: Context, path: Path) -> None:
         env = {"HOME": tmp, "PATH": f"{node / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
         npm = [node / "bin" / "node", node / "lib" / "node_modules" / "npm" / "bin" /
                "npm-cli.js"]
-        cache = ["--cache", work / "cache", "--offline", "--no-audit", "--no-fund",
-                 "--no-update-notifier"]
+        cache: list[str | Path] = ["--cache", work / "cache", "--offline", "--no-audit",
+                                   "--no-fund", "--no-update-notifier"]
         ctx.log(f"installing {len(files)} npm packages into {path}")
         run([*npm, "cache", "add", *files, *cache], env=env, what="filling the npm cache",
             tmpdir=ctx.scratch)

@@ -120,7 +120,8 @@ def _continues(mine: Components, prefix: Components) -> bool:
 
 
 def _compare(mine: Components, theirs: Components) -> int:
-    for a, b in zip_longest(mine, theirs, fillvalue=[]):
+    missing: list[Atom] = []
+    for a, b in zip_longest(mine, theirs, fillvalue=missing):
         for x, y in zip_longest(a, b, fillvalue=0):
             kx, ky = _atom_key(x), _atom_key(y)
             if kx != ky:
