@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.test_store_fetch import scenario_lock
+from tests.store.test_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.lock.model import Artifact
 from tljh_lock.resolve.write import dumps as dump_lock

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from tests.reliability import scenario
 from tests.reliability.manifest import Entry, Loss, compare, invalid_sudoers, manifest
+from tests.support import apply_scenario as scenario
 from tljh_lock.apply.observe import MARKER
 from tljh_lock.bundle import safe_archive
 

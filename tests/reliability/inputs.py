@@ -1,5 +1,5 @@
 """Hostile or broken inputs: malformed locks, misbehaving mirrors (for `fetch` and for `apply
---mirror` / `--store-mirror`), and every hostile bundle of tests/test_safe_archive.py. Each
+--mirror` / `--store-mirror`), and every hostile bundle of tests/bundle/test_safe_archive.py. Each
 must end in a clear error (exit code and message checked, no traceback), with the root, the
 store and everything outside them unchanged."""
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import tomli_w
 
+from tests.bundle.test_safe_archive import hostile_cases
 from tests.reliability.harness import Result, World, clear, clear_error, error_line
 from tests.reliability.manifest import compare, manifest
-from tests.test_safe_archive import hostile_cases
 from tests.upstream import FixtureUpstream
 from tests.upstream import server as upstream_server
 from tljh_lock.core import tomlio

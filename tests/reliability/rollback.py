@@ -10,10 +10,10 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
-from tests.reliability import scenario
 from tests.reliability.harness import Result, World, clear, error_line
 from tests.reliability.inputs import _hub, _with_hub
 from tests.reliability.manifest import compare
+from tests.support import apply_scenario as scenario
 from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import release as release_lock
 from tljh_lock.lock.model import Artifact, Lock

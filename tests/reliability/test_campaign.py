@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability import concurrency, diskfull, harness, inputs, kills, rollback, scenario
+from tests.reliability import concurrency, diskfull, harness, inputs, kills, rollback
+from tests.support import apply_scenario as scenario
 from tljh_lock.core.errors import InputError
 from tljh_lock.core.files import write_atomic
 from tljh_lock.lock import file as lockfile

@@ -10,15 +10,15 @@ import pytest
 
 from tljh_lock.core import runner
 from tljh_lock.core.targets import Target
-from tljh_lock.inspect.check import walk
 from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
+from tljh_lock.lock.kinds.pip import walk
 from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.pypi import download
 
 pytestmark = pytest.mark.online
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "locks" / "tljh.lock.toml"
 PYTHON311 = shutil.which("python3.11") or "/root/.pyenv/versions/3.11.7/bin/python3.11"
 ONLINE_ENV = {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # the site's TLS proxy

@@ -2,28 +2,25 @@
 against PyPI), real configurable-http-proxy (npm), real Node.js and traefik binaries repacked
 into their upstreams' layouts, a stand-in Miniforge and a TLJH-like source pin.
 
-Run: python -m pytest -m slow tests/test_e2e_apply.py -p no:cacheprovider -o addopts=""
+Run: python -m pytest -m slow tests/e2e/test_apply.py -p no:cacheprovider -o addopts=""
 Needs root, tests/e2e/APT_PACKAGES and (to build the bundles) PyPI and the npm registry.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.bundle.test_write import vendor_store  # noqa: F401 - a fixture used below
+from tests.e2e.fixtures import *  # noqa: F403  (e2e_rootfs, e2e_workdir)
+from tests.e2e.machine import BootedMachine
 from tests.e2e.real_bundle import build_real_bundles
-from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INTEGRITY
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e.fixtures import *  # noqa: E402, F403  (e2e_rootfs, e2e_workdir)
-from e2e.machine import BootedMachine  # noqa: E402
 
 UNITS = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_store_fetch import fetcher_for, scenario_lock
+from tests.store.test_fetch import fetcher_for, scenario_lock
 from tests.upstream import FixtureUpstream, build_wheel, generate_hub_scenario
 from tljh_lock.core import runner
 from tljh_lock.core.errors import TljhLockError

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
-from tests.reliability import scenario
-from tests.test_store_fetch import scenario_lock
+from tests.store.test_fetch import scenario_lock
+from tests.support import apply_scenario as scenario
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.bundle import safe_archive, zipapp
 from tljh_lock.cli import main as cli
@@ -27,7 +27,7 @@ from tljh_lock.store.cas import Store
 from tljh_lock.store.fetch import Fetcher, fetch_lock
 from tljh_lock.upstream.mirrors import MirrorMap
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REAL_LOCK = REPO / "locks" / "tljh.lock.toml"
 # Bare interpreters: Debian 12's own (no tarfile filters) and the oldest python we support.
 BARE_PYTHONS = [p for p in ("/usr/bin/python3", "/root/.pyenv/versions/3.9.18/bin/python3")

@@ -1,21 +1,19 @@
 """The end-to-end harness itself: boot the cached Debian 12 rootfs with no network, drive it,
 reboot it, stop it.
 
-Run: python -m pytest -m slow tests/test_e2e_boot.py -p no:cacheprovider -o addopts=""
+Run: python -m pytest -m slow tests/e2e/test_boot.py -p no:cacheprovider -o addopts=""
 Needs root and tests/e2e/APT_PACKAGES. Environment: see tests/e2e/fixtures.py.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e.fixtures import *  # noqa: E402, F403  (e2e_rootfs, e2e_workdir)
-from e2e.machine import BootedMachine  # noqa: E402
+from tests.e2e.fixtures import *  # noqa: F403  (e2e_rootfs, e2e_workdir)
+from tests.e2e.machine import BootedMachine
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The scenario the applier's tests and the reliability campaign share: a small but complete
 lock (hub set with an sdist and a source pin, traefik, Node.js, an npm tree, a Miniforge
 stand-in and a user set), its artifacts in a store and on the fixture upstream, a bundle of it,
-and an empty server root. Moved here from tests/test_apply.py so that `python -m
-tests.reliability` can build it outside pytest."""
+and an empty server root. A support module, not a test: `python -m tests.reliability` builds
+it outside pytest."""
 
 from __future__ import annotations
 

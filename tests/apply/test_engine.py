@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
-from tests.reliability.scenario import (
+from tests.support.apply_scenario import (
     NEEDS,
     PIP_WHEEL,
     SYSTEM_PYTHON,

@@ -39,7 +39,7 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).with_name("uv")
 TLJH_FACTS = Path("/work/shared/upstream-facts/tljh.toml")
 

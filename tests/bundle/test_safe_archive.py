@@ -18,7 +18,7 @@ from tljh_lock.bundle import safe_archive
 from tljh_lock.bundle.safe_archive import Entry, Manifest
 from tljh_lock.core.errors import TljhLockError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OTHER_PYTHONS = [p for p in ("/usr/bin/python3", "/root/.pyenv/versions/3.9.18/bin/python3")
                  if Path(p).exists()]
 
