@@ -6,17 +6,16 @@ when a step needs an artifact: a no-op apply reads just the bundle's manifest.""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import IntegrityError, TljhLockError
 from tljh_lock.core.files import file_sha256
 from tljh_lock.lock.kinds.pip import Source
 from tljh_lock.lock.model import Artifact
+from tljh_lock.store.cas import Store
 
 
 class ArtifactSource:
@@ -31,12 +30,13 @@ class ArtifactSource:
     @classmethod
     def from_store(cls, store: Path) -> ArtifactSource:
         """The store of `fetch`/`bundle`, with its records of built wheels and source pins."""
+        records = Store(store)
         built: dict[str, Artifact] = {}
-        for record in _records(store / "built"):
+        for record in records.records("built"):
             built[str(record["source-sha256"])] = Artifact(
                 str(record["name"]), "", int(record["size"]), str(record["sha256"]))
         sources = {f"{r['name']}-{r['commit']}": str(r["sha256"])
-                   for r in _records(store / "sources")}
+                   for r in records.records("sources")}
         return cls(store, built, sources)
 
     def directory(self, scratch: Path | None) -> Path:
@@ -88,16 +88,6 @@ class ArtifactSource:
 
     def close(self) -> None:
         """Remove what was unpacked for this run."""
-
-
-def _records(directory: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-        except ValueError:
-            continue  # a damaged record is a cache miss, as in the store
-    return records
 
 
 class BundleSource(ArtifactSource):

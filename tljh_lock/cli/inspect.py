@@ -7,14 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tljh_lock.cli.common import (
-    Subcommands,
-    Verb,
-    add_lock,
-    add_parser,
-    add_recipes,
-    quiet,
-)
+from tljh_lock.cli.common import Subcommands, Verb, add_lock, add_parser, add_recipes, quiet
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK
 from tljh_lock.inspect.check import check
 from tljh_lock.inspect.diff import diff_locks, render

@@ -27,10 +27,9 @@ from tljh_lock.upstream import mirrors
 
 
 def add_update(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    p = add_parser(sub, "update", [common], help="resolve recipes/ into the lock",
-                   description="Resolve the recipes into exact versions and hashes for every "
-                   "target and write the lock. Components whose recipe did not change keep "
-                   "their pins.")
+    p = add_parser(sub, "update", [common], help="resolve recipes/ into the lock", description=(
+        "Resolve the recipes into exact versions and hashes for every target and write the "
+        "lock. Components whose recipe did not change keep their pins."))
     add_recipes(p)
     add_lock(p)
     add_mirrors(p)

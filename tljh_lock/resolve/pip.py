@@ -40,9 +40,9 @@ class PipRecipe:
     name: str
     file: str
     hash: str
-    index: str
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
+    index: str
     sources: tuple[Source, ...]
     targets: tuple[Target, ...]
 

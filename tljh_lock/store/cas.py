@@ -137,6 +137,19 @@ class Store:
         write_atomic(self._source_record_path(record.name, record.commit),
                      json_bytes(record.to_dict()))
 
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of `kind` ("sources" pins, "built" wheels), by file name; a damaged one
+        is only a cache miss, and is left out."""
+        found = []
+        for path in sorted((self.root / kind).glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                found.append(data)
+        return found
+
     # --- built wheels -------------------------------------------------------------------------
 
     def built_record(self, key: str) -> dict[str, Any] | None:

@@ -11,52 +11,40 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tljh_lock.apply import layout as L
+from tljh_lock.apply import steps as S
 from tljh_lock.apply.actions import npm, system, unpack, venv
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.observe import MARKER
-from tljh_lock.apply.steps import (
-    BuildStep,
-    EnableStep,
-    FileStep,
-    GroupStep,
-    HubBuild,
-    LinkStep,
-    ProxyBuild,
-    Step,
-    TokenStep,
-    UnpackBuild,
-    UserEnvStep,
-)
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.core.files import swap_link
 
 
-def execute(step: Step, ctx: Context) -> None:
+def execute(step: S.Step, ctx: Context) -> None:
     """Make `step` done."""
-    if isinstance(step, HubBuild):
+    if isinstance(step, S.HubBuild):
         _build(step, ctx, lambda path: venv.build_hub(step, ctx, path))
-    elif isinstance(step, UnpackBuild):
+    elif isinstance(step, S.UnpackBuild):
         _build(step, ctx, lambda path: unpack.build_release(step, ctx, path))
-    elif isinstance(step, ProxyBuild):
+    elif isinstance(step, S.ProxyBuild):
         _build(step, ctx, lambda path: npm.build_proxy(step, ctx, path))
-    elif isinstance(step, UserEnvStep):
+    elif isinstance(step, S.UserEnvStep):
         venv.install_user_env(step, ctx)
-    elif isinstance(step, FileStep):
+    elif isinstance(step, S.FileStep):
         assert step.file is not None
         system.install_file(ctx.layout, step.file, ctx.scratch)
-    elif isinstance(step, GroupStep):
+    elif isinstance(step, S.GroupStep):
         system.ensure_group(ctx.layout, step.name, ctx.scratch)
-    elif isinstance(step, TokenStep):
+    elif isinstance(step, S.TokenStep):
         system.ensure_proxy_token(ctx.layout)
-    elif isinstance(step, LinkStep):
+    elif isinstance(step, S.LinkStep):
         swap_link(ctx.layout.path(step.link), step.target)
-    elif isinstance(step, EnableStep):
+    elif isinstance(step, S.EnableStep):
         system.enable_units(ctx.layout, ctx.scratch)
     else:
         raise AssertionError(f"no action for {type(step).__name__}")
 
 
-def _build(step: BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:
+def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:
     """Build the step's directory afresh (one left by an interrupted run goes first), and mark
     it complete last."""
     path = ctx.layout.path(f"{L.PREFIX}/{step.directory}")

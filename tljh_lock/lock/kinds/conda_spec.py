@@ -183,18 +183,19 @@ class _Parser:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
 
     def _any(self) -> Test:
-        options = [self._all()]
-        while self._next() == "|":
-            self.at += 1
-            options.append(self._all())
+        options = self._joined("|", self._all)
         return lambda v: any(option(v) for option in options)
 
     def _all(self) -> Test:
-        parts = [self._one()]
-        while self._next() == ",":
-            self.at += 1
-            parts.append(self._one())
+        parts = self._joined(",", self._one)
         return lambda v: all(part(v) for part in parts)
+
+    def _joined(self, separator: str, part: Callable[[], Test]) -> list[Test]:
+        found = [part()]
+        while self._next() == separator:
+            self.at += 1
+            found.append(part())
+        return found
 
     def _one(self) -> Test:
         token = self._next()

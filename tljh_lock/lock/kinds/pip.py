@@ -37,12 +37,12 @@ class Source:
 
     @classmethod
     def from_table(cls, table: Table) -> Source:
-        tree_hash = table.string("tree-hash")
-        if not tree_hash.startswith("h1:"):
-            table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
         commit = table.string("commit")
         if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):  # it names store records
             table.fail(f"{commit!r} is not a full git commit hash", "commit")
+        tree_hash = table.string("tree-hash")
+        if not tree_hash.startswith("h1:"):
+            table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
         return cls(
             name=str(canonicalize_name(table.file_name("name"))),
             version=table.version("version"),
