@@ -27,11 +27,9 @@ from typing import IO, Any
 
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
 from tljh_lock.core.files import CHUNK, sha256_stream
-from tljh_lock.core.targets import ARCHES
 from tljh_lock.store.cas import disk_full, json_bytes
 
 FORMAT = "tljh-lock-bundle"
-PLATFORMS = (*ARCHES, "all")  # one architecture's bundle, or one for every one
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "tljh.lock.toml"

@@ -31,13 +31,13 @@ from tljh_lock.bundle.safe_archive import (
     EXECUTABLE,
     LOCK_NAME,
     MANIFEST_NAME,
-    PLATFORMS,
     PYZ_NAME,
     Entry,
     Manifest,
 )
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
 from tljh_lock.core.files import CHUNK, replacing, sha256_file
+from tljh_lock.core.targets import PLATFORMS
 from tljh_lock.lock import file as lockfile
 from tljh_lock.store import build_wheels
 from tljh_lock.store.cas import disk_full, json_bytes

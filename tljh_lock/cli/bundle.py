@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tljh_lock.bundle.safe_archive import PLATFORMS
 from tljh_lock.cli.common import (
     EPILOG,
     Subcommands,
@@ -17,6 +16,7 @@ from tljh_lock.cli.common import (
     size_text,
 )
 from tljh_lock.core.errors import EXIT_OK
+from tljh_lock.core.targets import PLATFORMS
 from tljh_lock.lock import file as lockfile
 from tljh_lock.store.cas import STORE_ENV, Store, default_path
 from tljh_lock.upstream import mirrors
