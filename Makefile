@@ -1,4 +1,5 @@
 # Two commands set everything up on a fresh Debian machine: `make demo` and `make test`.
+# Each goal first installs with apt what it needs (.ci/deps: which goal needs what, and why).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,10 +18,11 @@ FACTS_MIRRORS := --mirror https://github.com/=file://$(SHARED)/upstream-facts/gi
 
 .PHONY: demo test test-online test-slow reliability bench lint lock clean
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
-	  echo "python3-venv is missing; installing it (needs root)"; \
-	  apt-get update -qq && apt-get install -y -qq python3-venv; }
+# deps.GOAL: the Debian packages GOAL needs; listed first, so that they are there before .venv.
+deps.%:
+	@sh .ci/deps $*
+
+$(STAMP): pyproject.toml | deps.venv
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_ENV) $(BIN)/pip install -q --upgrade pip
 	$(PIP_ENV) $(BIN)/pip install -q -e '.[dev]'
@@ -28,35 +30,37 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m tljh_lock.bundle.zipapp --prefetch
 	touch $@
 
-demo: $(STAMP)
+# The whole job on a fixture upstream, outputs in build/demo/ (needs root: groupadd --prefix).
+demo: deps.demo $(STAMP)
 	$(BIN)/python -m tests.demo
 
-test: $(STAMP)
+# The default suite, offline (needs root, as the demo).
+test: deps.test $(STAMP)
 	$(BIN)/ruff check tljh_lock tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Against the real PyPI and npm registry (reachable from CI); not part of `make test`.
-test-online: $(STAMP)
+test-online: deps.test-online $(STAMP)
 	$(BIN)/python -m pytest -m "online and not slow" -o addopts=""
 
-# End-to-end on a booted Debian system; needs root, debootstrap and systemd-nspawn.
-test-slow: $(STAMP)
+# End-to-end on a booted Debian system (needs root: debootstrap, systemd-nspawn).
+test-slow: deps.test-slow $(STAMP)
 	$(BIN)/python -m pytest -m slow -o addopts=""
 
 # Kills, hostile inputs, a full disk, races: regenerates docs/reliability.md (needs root).
-reliability: $(STAMP)
+reliability: deps.reliability $(STAMP)
 	$(BIN)/python -m tests.reliability --seed 20261127
 
-bench: $(STAMP)
+bench: deps.bench $(STAMP)
 	$(BIN)/python -m tests.bench
 
 # The committed lock: PyPI and npm live, GitHub and nodejs.org through upstream-facts.
-lock: $(STAMP)
+lock: deps.lock $(STAMP)
 	$(BIN)/tljh-lock update $(FACTS_MIRRORS)
 	$(BIN)/tljh-lock check
 
-lint: $(STAMP)
+lint: deps.lint $(STAMP)
 	$(BIN)/ruff check tljh_lock tests
 	$(BIN)/mypy
 

@@ -23,8 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_RECIPES = REPO / "tests" / "recipes"
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections fail fast
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin")
-NEEDS_NGINX = pytest.mark.skipif(NGINX is None,
-                                 reason="nginx is not installed (Debian package nginx-light)")
 
 
 @dataclass
@@ -99,7 +97,7 @@ def tljh(capsys: pytest.CaptureFixture[str]):
 @contextmanager
 def nginx_serving(directory: Path, work: Path) -> Iterator[str]:
     """Debian's nginx serving `directory` as static files on 127.0.0.1; yields its URL."""
-    assert NGINX is not None
+    assert NGINX is not None, "nginx is missing: `make test` installs it (nginx-light)"
     work.mkdir(parents=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,15 +11,12 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
+from tests.conftest import UNREACHABLE, nginx_serving
 from tests.support.apply_scenario import (
-    NEEDS,
-    PIP_WHEEL,
     SYSTEM_PYTHON,
     Fixture,
     build_bundle,
@@ -35,12 +32,6 @@ from tljh_lock.apply.verify import verify
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, IntegrityError, TljhLockError
 from tljh_lock.lock import file as lockfile
-
-pytestmark = pytest.mark.skipif(
-    PIP_WHEEL is None or not all(Path(p).exists() for p in NEEDS),
-    reason="needs Debian's python3, its pip wheel (python3-pip-whl), sudo, passwd, systemd, "
-           "node and npm",
-)
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +97,7 @@ def test_full_apply_then_noop(fixture: Fixture, root: Path) -> None:
         fixture.locks["old"].read_bytes()).hexdigest()
 
     before = snapshot(root)
-    started = time.monotonic()
     second = apply(fixture, root)
-    assert time.monotonic() - started < 1.0
     assert second.ran == [] and second.generation == 1
     after = snapshot(root)
     # only the state file is rewritten (same contents: nothing recorded changed)
@@ -265,8 +254,7 @@ def run_offline_from_bundle(bundle: Path, tmp_path: Path,
                                                                "LANG": "C.UTF-8"})
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="needs root and unshare for a network namespace")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace (unshare -n)")
 def test_apply_from_bundle_without_network(bundle: Path, root: Path, tmp_path: Path) -> None:
     result = run_offline_from_bundle(bundle, tmp_path, "apply", "--bundle", str(bundle),
                                      "--root", str(root), "--json")
@@ -277,20 +265,17 @@ def test_apply_from_bundle_without_network(bundle: Path, root: Path, tmp_path: P
     out = subprocess.run([tljh_config], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "tljh-config (fixture)"  # built from the source pin
     assert not list(root.glob("opt/tljh/state/*bundle*"))  # the unpacked bundle is gone
-    # a re-run reads only the manifest: a no-op, fast even with the interpreter's start-up
-    started = time.monotonic()
+    # a re-run reads only the manifest: a no-op (how fast: docs/benchmarks.md, not a timed test)
     again = run_offline_from_bundle(bundle, tmp_path, "apply", "--bundle", str(bundle),
                                     "--root", str(root), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["ran"] == []
-    assert time.monotonic() - started < 2.0
     assert run_offline_from_bundle(bundle, tmp_path, "verify", "--root", str(root)).returncode == 0
     status = run_offline_from_bundle(bundle, tmp_path, "status", "--json", "--root", str(root))
     assert json.loads(status.stdout)["current"]["lock-sha256"] == \
         safe_archive.read_manifest(bundle).lock.sha256
 
 
-@NEEDS_NGINX
 def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Path, root: Path,
                                                   tmp_path: Path, tljh) -> None:  # type: ignore[no-untyped-def]
     """How a fleet installs from one cache: an unpacked bundle behind nginx, the upstream out
@@ -312,8 +297,7 @@ def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Pat
     assert out.stdout.strip() == "tljh-config (fixture)"  # built again from the fetched pin
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="needs root and unshare for a network namespace")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace (unshare -n)")
 def test_corrupted_bundle_changes_nothing(bundle: Path, root: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.bundle"
     shutil.copyfile(bundle, corrupt)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NEEDS_NGINX, UNREACHABLE, nginx_serving
+from tests.conftest import UNREACHABLE, nginx_serving
 from tests.store.test_fetch import scenario_lock
 from tests.support import apply_scenario as scenario
 from tests.upstream import FixtureUpstream, generate_hub_scenario
@@ -153,7 +153,6 @@ def test_unpacked_bundle_is_a_mirror(
     assert records[0].tree_hash == world["facts"]["tljh"]["tree_hash"]
 
 
-@NEEDS_NGINX
 def test_nginx_serves_an_unpacked_bundle(
     bundled: dict[str, Any], world: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@
 Every machine is a fresh copy of the cached rootfs tarball (unpacking takes ~1 s), booted with
 `systemd-nspawn -b --private-network` (only `lo`, no DNS, no route out) and entered with
 `nsenter -t <container PID 1> -a`. Needs root on a Linux host with systemd-container, zstd and
-util-linux (tests/e2e/APT_PACKAGES); the host does not need systemd as PID 1.
+util-linux (`.ci/deps test-slow`); the host does not need systemd as PID 1.
 
 Reboot: when the container's systemd reboots, systemd-nspawn exits (status 133: it expects a
 supervisor such as systemd-nspawn@.service to start it again). `reboot()` therefore runs a real

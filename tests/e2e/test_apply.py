@@ -3,7 +3,7 @@ against PyPI), real configurable-http-proxy (npm), real Node.js and traefik bina
 into their upstreams' layouts, a stand-in Miniforge and a TLJH-like source pin.
 
 Run: python -m pytest -m slow tests/e2e/test_apply.py -p no:cacheprovider -o addopts=""
-Needs root, tests/e2e/APT_PACKAGES and (to build the bundles) PyPI and the npm registry.
+Needs root, what `.ci/deps test-slow` lists and (to build the bundles) PyPI and the npm registry.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 reboot it, stop it.
 
 Run: python -m pytest -m slow tests/e2e/test_boot.py -p no:cacheprovider -o addopts=""
-Needs root and tests/e2e/APT_PACKAGES. Environment: see tests/e2e/fixtures.py.
+Needs root and what `.ci/deps test-slow` lists. Environment: see tests/e2e/fixtures.py.
 """
 
 from __future__ import annotations

@@ -295,8 +295,8 @@ def npm_env(home: Path) -> dict[str, str]:
 def npm_ci_offline(lock: Lock, client: Client, work: Path) -> Path:
     """Fill an npm cache with only the locked tarballs (fetched and checked by sha256), then
     `npm ci --offline` the exported project with no network at all. Returns the project."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare for a network namespace")
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a network namespace (unshare -n)")
     tarballs = work / "tarballs"
     tarballs.mkdir(parents=True)
     files = []

@@ -93,7 +93,7 @@ def published_sums(*files: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def facts_sums() -> dict[str, str]:
     if not FACTS.is_dir():
-        pytest.skip(f"no upstream facts at {FACTS} (set TLJH_SHARED)")
+        pytest.skip(f"needs {FACTS} (../shared beside the clone, or set TLJH_SHARED)")
     return published_sums(*(p for p in FACTS.rglob("*") if p.is_file()
                             and (p.suffix in (".sha256", ".txt"))))
 

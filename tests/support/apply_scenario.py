@@ -35,10 +35,9 @@ from tljh_lock.upstream.mirrors import MirrorMap
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 PIP_WHEEL = next(Path("/usr/share/python-wheels").glob("pip-*-py3-none-any.whl"), None)
-# The fake Node.js release runs this machine's node and npm.
-HOST_NODE, HOST_NPM = "/usr/bin/node", "/usr/lib/node_modules/npm/lib/cli.js"
-NEEDS = [SYSTEM_PYTHON, "/usr/sbin/visudo", "/usr/sbin/groupadd", "/usr/bin/systemctl",
-         HOST_NODE, HOST_NPM]
+# The fake Node.js release runs this machine's node and npm (Debian's npm is in /usr/share/nodejs,
+# Node.js's own in /usr/lib/node_modules).
+HOST_NODE, HOST_NPM = "/usr/bin/node", os.path.realpath("/usr/bin/npm")
 PYPI_FILES = "https://files.pythonhosted.org/packages/fx/"
 
 
@@ -145,7 +144,7 @@ def build_fixture(base: Path) -> Fixture:
     node = add_artifact(store, make_tar(base / f"{top}.tar.gz", {
         f"{top}/bin/node": f'#!/bin/sh\nexec {HOST_NODE} "$@"\n'.encode(),
         f"{top}/lib/node_modules/npm/bin/npm-cli.js":
-            f"require('{HOST_NPM}')(process)\n".encode(),
+            f"require('{HOST_NPM}')\n".encode(),
         f"{top}/bin/npm": "../lib/node_modules/npm/bin/npm-cli.js",
     }, {f"{top}/bin/node": 0o755}), "https://nodejs.org/dist/v22.12.0/", upstream)
     proxy = npm_component(base, upstream, store)

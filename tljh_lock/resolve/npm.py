@@ -65,8 +65,9 @@ _SRI_ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
 
 # npm's semver, as npm-install-checks calls it to raise EBADENGINE.
 _SATISFIES_JS = """
-const [semverPath, inputPath] = process.argv.slice(1)
-const semver = require(semverPath)
+const [npmHome, inputPath] = process.argv.slice(1)
+// the semver npm itself loads: bundled in npm's node_modules, or Debian's shared copy
+const semver = require(require.resolve('semver', {paths: [npmHome]}))
 const {version, ranges} = JSON.parse(require('fs').readFileSync(inputPath, 'utf8'))
 const opts = {includePrerelease: true}
 process.stdout.write(JSON.stringify(ranges.map(range => semver.satisfies(version, range, opts))))
@@ -323,16 +324,13 @@ def _pairs(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in value.items() if isinstance(v, str)))
 
 
-def npm_semver() -> Path:
-    """npm's bundled semver, found next to the npm that resolves."""
+def npm_home() -> Path:
+    """The directory of the npm package that resolves (its semver decides engines)."""
     npm = shutil.which("npm")
     if npm is None:
         raise TljhLockError("npm is needed to resolve npm recipes",
                             hint="install Node.js with npm")
-    found = Path(npm).resolve().parents[1] / "node_modules" / "semver"
-    if not (found / "package.json").is_file():
-        raise TljhLockError(f"npm's semver is not at {found}")
-    return found
+    return Path(npm).resolve().parents[1]
 
 
 def satisfies(version: str, ranges: list[str], what: str) -> list[bool]:
@@ -340,7 +338,7 @@ def satisfies(version: str, ranges: list[str], what: str) -> list[bool]:
     with tempfile.TemporaryDirectory(prefix="tljh-lock-semver-") as tmp:
         request = Path(tmp) / "request.json"
         request.write_text(json.dumps({"version": version, "ranges": ranges}))
-        result = runner.run(["node", "-e", _SATISFIES_JS, npm_semver(), request], what=what)
+        result = runner.run(["node", "-e", _SATISFIES_JS, npm_home(), request], what=what)
     answers = json.loads(result.stdout)
     assert len(answers) == len(ranges)
     return [bool(answer) for answer in answers]
