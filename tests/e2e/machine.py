@@ -107,20 +107,23 @@ def _killpg(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def ensure_rootfs(cache_dir: Union[str, Path, None] = None) -> Path:
+def ensure_rootfs(cache_dir: Union[str, Path, None] = None, extra: Sequence[str] = ()) -> Path:
     """Build the cached rootfs tarball if needed (tests/e2e/rootfs.sh) and return its path.
 
-    cache_dir defaults to $TLJH_E2E_CACHE, then /var/cache/tljh-lock-e2e.
+    cache_dir defaults to $TLJH_E2E_CACHE, then /var/cache/tljh-lock-e2e. `extra` packages make
+    a second image with a tarball of its own (e.g. ("openssh-server",) for the fleet test).
     """
     cache = Path(cache_dir or os.environ.get("TLJH_E2E_CACHE") or DEFAULT_CACHE_DIR)
     env = {}
     if os.environ.get("TLJH_E2E_MIRROR"):
         env["TLJH_E2E_MIRROR"] = os.environ["TLJH_E2E_MIRROR"]
     try:
-        run_host(["sh", str(ROOTFS_SH), str(cache)], timeout=1800, env=env)
+        run_host(["sh", str(ROOTFS_SH), str(cache), ",".join(extra)], timeout=1800, env=env)
     except subprocess.CalledProcessError as e:
         raise MachineError(f"rootfs.sh failed:\n{e.stderr.decode(errors='replace')}") from None
-    return cache / TARBALL_NAME
+    if not extra:
+        return cache / TARBALL_NAME
+    return cache / TARBALL_NAME.replace(".tar.zst", "".join(f"+{p}" for p in extra) + ".tar.zst")
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -142,6 +145,9 @@ class BootedMachine:
         and nspawn's console output goes to `console.log` next to it.
     binds_ro: {host_path: guest_path}, bind-mounted read-only at every boot.
     keep: leave the tree on disk after stop() (for post-mortems); deleted by default.
+    netns: a named network namespace (`ip netns add NAME`) that nspawn starts in, with
+        `network` its network options there, e.g. ("--network-bridge=br0",) for a machine on
+        that namespace's bridge (default: --private-network, only `lo`).
     """
 
     def __init__(
@@ -152,6 +158,8 @@ class BootedMachine:
         *,
         boot_timeout: float = 60.0,
         keep: bool = False,
+        netns: Optional[str] = None,
+        network: Sequence[str] = ("--private-network",),
     ) -> None:
         self.tarball = Path(rootfs_tarball)
         self.workdir = Path(workdir)
@@ -163,6 +171,8 @@ class BootedMachine:
                 raise ValueError(f"bind target {guest!r} must be an absolute guest path")
         self.boot_timeout = boot_timeout
         self.keep = keep
+        self.netns = netns
+        self.network = list(network)
         self.name = "tljh-e2e-" + uuid.uuid4().hex[:8]
         self.base: Optional[Path] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
@@ -423,7 +433,10 @@ class BootedMachine:
             raise MachineError(f"unpacking {self.tarball} failed:\n{err}") from None
 
     def _nspawn_argv(self) -> list[str]:
-        argv = [
+        # nsenter --net, not `ip netns exec`: the latter remounts /sys, hiding the cgroup tree
+        # that nspawn needs.
+        argv = [] if self.netns is None else ["nsenter", f"--net=/run/netns/{self.netns}"]
+        argv += [
             "systemd-nspawn",
             "-q",
             "-D",
@@ -433,7 +446,7 @@ class BootedMachine:
             "--register=no",
             "--keep-unit",
             "--console=pipe",
-            "--private-network",
+            *self.network,
             "--resolv-conf=off",
             "--timezone=off",
             "--link-journal=no",

@@ -2,9 +2,13 @@
 # Build (once) the cached Debian 12 rootfs tarball that the end-to-end tests boot with
 # systemd-nspawn.
 #
-#   tests/e2e/rootfs.sh [CACHE_DIR]      (default: $TLJH_E2E_CACHE or /var/cache/tljh-lock-e2e)
+#   tests/e2e/rootfs.sh [CACHE_DIR [EXTRA]]  (default: $TLJH_E2E_CACHE or /var/cache/tljh-lock-e2e)
 #
-# Idempotent: if CACHE_DIR/debian-12-minbase.tar.zst exists, passes `zstd -t` and its sidecar
+# EXTRA: comma-separated packages for a second image beside the default one, in a tarball of
+# its own (`openssh-server` gives debian-12-minbase+openssh-server.tar.zst, which the fleet
+# test logs into): the default image, its recipe and its cache stay as they are.
+#
+# Idempotent: if the tarball (CACHE_DIR/debian-12-minbase.tar.zst without EXTRA) exists, passes `zstd -t` and its sidecar
 # .recipe file matches the recipe below, nothing is done. Otherwise debootstrap into a temporary
 # directory inside CACHE_DIR, apply the image tweaks, tar | zstd, and rename into place
 # atomically. Concurrent callers serialise on CACHE_DIR/.lock. Prints the output path last.
@@ -16,13 +20,20 @@
 set -eu
 
 CACHE_DIR=${1:-${TLJH_E2E_CACHE:-/var/cache/tljh-lock-e2e}}
+EXTRA=${2:-}
 SUITE=bookworm
 # python3-venv is deliberately absent: the applier must cope with `python3 -m venv --without-pip`.
 INCLUDE=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates
+NAME=debian-12-minbase
+if [ -n "$EXTRA" ]; then
+    case "$EXTRA" in *[!a-z0-9.+,-]*) echo "rootfs.sh: bad package list: $EXTRA" >&2; exit 2 ;; esac
+    INCLUDE="$INCLUDE,$EXTRA"
+    NAME="$NAME+$(printf '%s' "$EXTRA" | tr , +)"
+fi
 # Bump TWEAKS_VERSION whenever the tweaks below change, so cached tarballs are rebuilt.
 TWEAKS_VERSION=1
 RECIPE="suite=$SUITE variant=minbase include=$INCLUDE tweaks=$TWEAKS_VERSION"
-OUT="$CACHE_DIR/debian-12-minbase.tar.zst"
+OUT="$CACHE_DIR/$NAME.tar.zst"
 
 export LANG=C.UTF-8 LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -103,6 +114,18 @@ for unit in systemd-networkd.service systemd-networkd.socket systemd-networkd-wa
     e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
     ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
 done
+# sshd (only in an image with openssh-server): no host key shared by every copy of the image;
+# each machine makes its own at first boot, before sshd's config test needs them.
+if [ -e "$ROOT/etc/ssh/sshd_config" ]; then
+    rm -f "$ROOT"/etc/ssh/ssh_host_*
+    mkdir -p "$ROOT/etc/systemd/system/ssh.service.d"
+    cat >"$ROOT/etc/systemd/system/ssh.service.d/host-keys.conf" <<'EOF'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+EOF
+fi
 # Smaller image; apt lists are useless without network anyway.
 chroot "$ROOT" apt-get clean
 rm -rf "$ROOT/var/lib/apt/lists/"* "$ROOT/var/log/"*.log "$ROOT/var/cache/debconf/"*-old \
