@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The fleet test's controller (ansible-core, ansible-lint): a venv of its own, see
+# tests/fleet/requirements.in for why.
+FLEET_VENV := .venv-fleet
+FLEET_STAMP := $(FLEET_VENV)/.installed
 # The content-addressed store lives in the project: `make demo` changes nothing outside it.
 export TLJH_LOCK_STORE := $(CURDIR)/build/store
 # This machine's (and many machines') pip configuration leaks into installs: ignore it.
@@ -15,7 +19,7 @@ SHARED ?= $(abspath ../shared)
 FACTS_MIRRORS := --mirror https://github.com/=file://$(SHARED)/upstream-facts/github.com/ \
 	--mirror https://nodejs.org/=file://$(SHARED)/upstream-facts/nodejs.org/
 
-.PHONY: demo test test-online test-slow reliability bench lint lock clean
+.PHONY: demo test test-online test-slow test-fleet reliability bench lint lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -43,6 +47,18 @@ test-online: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -o addopts=""
 
+$(FLEET_STAMP): tests/fleet/requirements.txt
+	$(PYTHON) -m venv $(FLEET_VENV)
+	$(PIP_ENV) $(FLEET_VENV)/bin/pip install -q --require-hashes --no-deps \
+	  -r tests/fleet/requirements.txt
+	touch $@
+
+# The Ansible collection (ansible/): ansible-lint, ansible-test sanity, then three booted
+# Debian servers on a private bridge rolled out from one mirror (needs root).
+test-fleet: $(STAMP) $(FLEET_STAMP)
+	$(BIN)/python -m pytest -m fleet -o addopts="" tests/test_ansible_collection.py \
+	  tests/test_fleet.py
+
 # Kills, hostile inputs, a full disk, races: regenerates docs/reliability.md (needs root).
 reliability: $(STAMP)
 	$(BIN)/python -m tests.reliability --seed 20261127
@@ -59,4 +75,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check tljh_lock tests
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(FLEET_VENV)
