@@ -97,8 +97,8 @@ class Fleet:
         return [f"http://{self.address(host)}/hub/api" for host in HOSTS]
 
     def answering(self) -> list[bool]:
-        out = self.net.run([sys.executable, "-m", "tests.fleet.poll", "--once", *self.urls()],
-                           timeout=60).stdout
+        out = self.net.run(["env", "-C", REPO, sys.executable, "-m", "tests.fleet.poll",
+                            "--once", *self.urls()], timeout=60).stdout
         return json.loads(out)["up"]  # type: ignore[no-any-return]
 
     def tljh_version(self, host: str) -> str:
@@ -208,10 +208,10 @@ def test_fleet_rollout(fleet: Fleet) -> None:
     c = fleet.controller
     minimums: dict[str, int] = {}
 
-    # --- install, then the same again: changed on every host, then on none -------------------
+    # --- install (all at once), then the same again (one by one): changed on 3 hosts, then on 0
     inv_old = fleet.inventory("old", {"hub1": ("mirror", "old"), "hub2": ("mirror", "old"),
                                       "hub3": ("bundle", "old")})
-    first = c.playbook("tljh.lock.rollout", inv_old)
+    first = c.playbook("tljh.lock.rollout", inv_old, "-e", "tljh_lock_serial=3")
     assert first.rc == 0, first.explain()
     assert task_results(first, APPLY_TASK) == dict.fromkeys(HOSTS, "changed"), first.explain()
     assert first.changed() == list(HOSTS)
@@ -229,15 +229,6 @@ def test_fleet_rollout(fleet: Fleet) -> None:
     assert verify.rc == 0, verify.explain()
     assert all(fleet.tool(host, "verify").returncode == 0 for host in HOSTS)
     assert fleet.answering() == [True] * 3
-
-    # --- check mode: every host would change, none does ---------------------------------------
-    inv_new = fleet.inventory("new", {"hub1": ("mirror", "new"), "hub2": ("mirror", "new"),
-                                      "hub3": ("bundle", "new")})
-    check = c.playbook("tljh.lock.rollout", inv_new, "--check")
-    assert check.rc == 0, check.explain()
-    assert task_results(check, APPLY_TASK) == dict.fromkeys(HOSTS, "changed"), check.explain()
-    assert all(fleet.current(host)["number"] == 1 for host in HOSTS)
-    log("check mode: apply would change 3 of 3 hosts; still generation 1 on each")
 
     # --- a corrupted mirror for hub2: the roll-out stops there, hub3 is not touched ----------
     untouched = fleet.machines["hub3"].run(
@@ -268,12 +259,21 @@ def test_fleet_rollout(fleet: Fleet) -> None:
     log("after the stop: hub1 on the new lock, hub2 and hub3 on the old one, hub3 untouched")
 
     # --- rollback through the module, on hub1 alone ---------------------------------------------
-    back = c.playbook("tljh.lock.rollback", inv_broken, "--limit", "hub1",
+    inv_new = fleet.inventory("new", {"hub1": ("mirror", "new"), "hub2": ("mirror", "new"),
+                                      "hub3": ("bundle", "new")})
+    back = c.playbook("tljh.lock.rollback", inv_new, "--limit", "hub1",
                       "-e", f"tljh_lock_rollback_to={old.lock.sha256}")
     assert back.rc == 0, back.explain()
     assert task_results(back, ROLLBACK_TASK) == {"hub1": "changed"}, back.explain()
     assert fleet.current("hub1")["lock-sha256"] == old.lock.sha256
     assert fleet.tljh_version("hub1") == fleet.bundles["versions"]["old"]
+
+    # --- check mode: apply would change every host, and changes none (it fills the stores)
+    check = c.playbook("tljh.lock.rollout", inv_new, "--check")
+    assert check.rc == 0, check.explain()
+    assert task_results(check, APPLY_TASK) == dict.fromkeys(HOSTS, "changed"), check.explain()
+    assert all(fleet.current(host)["number"] == 1 for host in HOSTS)
+    log("check mode: apply would change 3 of 3 hosts; still generation 1 on each")
 
     # --- the rolling upgrade: never fewer than 2 of the 3 hubs answering -------------------------
     with fleet.polling("upgrade") as samples:
@@ -318,7 +318,7 @@ def test_fleet_rollout(fleet: Fleet) -> None:
     admin = c.playbook("tljh.lock.rollout", inv_old, "--limit", "hub1", "-e", f"@{secrets}")
     assert secret not in admin.output
     found = fleet.machines["hub1"].run(
-        ["grep", "-rlsIF", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev",
+        ["grep", "-rlsF", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev",
          secret, "/"], check=False).stdout.split()
     if admins_supported:
         assert admin.rc == 0, admin.explain()
