@@ -192,6 +192,9 @@ def fleet(tmp_path: Path, e2e_workdir: Path, bundles: dict[str, Any]) -> Iterato
             host_key = m.run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()[:2]
             known_hosts.append(f"{net.address(index)} {' '.join(host_key)}")
         (tmp_path / "known_hosts").write_text("\n".join(known_hosts) + "\n")
+        # nothing leaves the machine: no route out of the namespace, nor out of a server
+        assert "default" not in net.run(["ip", "route"]).stdout.decode()
+        assert all("default" not in m.run(["ip", "route"]).stdout for m in machines.values())
         controller = Controller(tmp_path / "controller", net.prefix, collections, key,
                                 tmp_path / "known_hosts")
         log(f"3 machines on {net.gateway}/24 ({net.netns}), mirror {url}, ready in "
@@ -315,7 +318,9 @@ def test_fleet_rollout(fleet: Fleet) -> None:
     secrets = fleet.work / "secrets.json"
     secrets.write_text(json.dumps({"tljh_lock_admins": [f"alice:{secret}"]}))
     secrets.chmod(0o600)
-    admin = c.playbook("tljh.lock.rollout", inv_old, "--limit", "hub1", "-e", f"@{secrets}")
+    # -vvv: the module's arguments and every connection command are printed, masked
+    admin = c.playbook("tljh.lock.rollout", inv_old, "--limit", "hub1", "-e", f"@{secrets}",
+                       "-vvv")
     assert secret not in admin.output
     found = fleet.machines["hub1"].run(
         ["grep", "-rlsF", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev",

@@ -20,8 +20,9 @@ def error_message(stderr, rc):
     lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
     for index, line in enumerate(lines):
         if line.startswith(ERROR_PREFIX):
-            rest = [part.strip() for part in lines[index + 1:]]
-            return " ".join([line[len(ERROR_PREFIX):].strip(), *rest])
+            # one line; apply's own alignment ("expected"/"actual") is not kept
+            parts = [line[len(ERROR_PREFIX):], *lines[index + 1:]]
+            return "; ".join(" ".join(part.split()) for part in parts)
     if lines:
         return lines[-1].strip()
     return "tljh-lock exited %d without a message" % rc
