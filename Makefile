@@ -54,9 +54,10 @@ $(FLEET_STAMP): tests/fleet/requirements.txt
 	touch $@
 
 # The Ansible collection (ansible/): ansible-lint, ansible-test sanity, then three booted
-# Debian servers on a private bridge rolled out from one mirror (needs root).
+# Debian servers on a private bridge rolled out from one mirror (needs root). -s: the figures
+# (changed counts, hubs answering, where the broken roll-out stopped) go to the log.
 test-fleet: $(STAMP) $(FLEET_STAMP)
-	$(BIN)/python -m pytest -m fleet -o addopts="" tests/test_ansible_collection.py \
+	$(BIN)/python -m pytest -m fleet -o addopts="" -s tests/test_ansible_collection.py \
 	  tests/test_fleet.py
 
 # Kills, hostile inputs, a full disk, races: regenerates docs/reliability.md (needs root).
