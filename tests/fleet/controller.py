@@ -26,7 +26,7 @@ BIN = VENV / "bin"
 TOOLS_HOME = REPO / "build" / "fleet-home"
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
-FATAL = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$")
+FATAL = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*)$")
 
 
 def require_tools() -> None:
@@ -91,11 +91,19 @@ class Run:
                       if counts["failed"] or counts["unreachable"])
 
     def failure(self, host: str) -> Optional[dict[str, Any]]:
-        """The result Ansible printed for the task that failed on `host`."""
-        for line in self.output.splitlines():
+        """The result Ansible printed for the task that failed on `host` (on one line, or
+        indented over several with -v and more)."""
+        lines = self.output.splitlines()
+        for index, line in enumerate(lines):
             m = FATAL.match(line)
             if m and m.group(1) == host:
-                return json.loads(m.group(2))  # type: ignore[no-any-return]
+                text = m.group(2)
+                for more in lines[index + 1:]:
+                    try:
+                        return json.loads(text)  # type: ignore[no-any-return]
+                    except ValueError:
+                        text += "\n" + more
+                return json.loads(text)  # type: ignore[no-any-return]
         return None
 
     def explain(self) -> str:
