@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The fleet test's controller (ansible-core, ansible-lint): a venv of its own, see
+# tests/fleet/requirements.in for why.
+FLEET_VENV := .venv-fleet
+FLEET_STAMP := $(FLEET_VENV)/.installed
 # The content-addressed store lives in the project: `make demo` changes nothing outside it.
 export TLJH_LOCK_STORE := $(CURDIR)/build/store
 # This machine's (and many machines') pip configuration leaks into installs: ignore it.
@@ -16,7 +20,7 @@ SHARED ?= $(abspath ../shared)
 FACTS_MIRRORS := --mirror https://github.com/=file://$(SHARED)/upstream-facts/github.com/ \
 	--mirror https://nodejs.org/=file://$(SHARED)/upstream-facts/nodejs.org/
 
-.PHONY: demo test test-online test-slow reliability bench lint lock clean
+.PHONY: demo test test-online test-slow test-fleet reliability bench lint lock clean
 
 # deps.GOAL: the Debian packages GOAL needs; listed first, so that they are there before .venv.
 deps.%:
@@ -48,6 +52,19 @@ test-online: deps.test-online $(STAMP)
 test-slow: deps.test-slow $(STAMP)
 	$(BIN)/python -m pytest -m slow -o addopts=""
 
+$(FLEET_STAMP): tests/fleet/requirements.txt
+	$(PYTHON) -m venv $(FLEET_VENV)
+	$(PIP_ENV) $(FLEET_VENV)/bin/pip install -q --require-hashes --no-deps \
+	  -r tests/fleet/requirements.txt
+	touch $@
+
+# The Ansible collection (ansible/): ansible-lint, ansible-test sanity, then three booted
+# Debian servers on a private bridge rolled out from one mirror (needs root). -s: the figures
+# (changed counts, hubs answering, where the broken roll-out stopped) go to the log.
+test-fleet: deps.test-fleet $(STAMP) $(FLEET_STAMP)
+	$(BIN)/python -m pytest -m fleet -o addopts="" -s tests/fleet/test_collection.py \
+	  tests/fleet/test_rollout.py
+
 # Kills, hostile inputs, a full disk, races: regenerates docs/reliability.md (needs root).
 reliability: deps.reliability $(STAMP)
 	$(BIN)/python -m tests.reliability --seed 20261127
@@ -65,4 +82,4 @@ lint: deps.lint $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(FLEET_VENV)

@@ -297,6 +297,33 @@ def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Pat
     assert out.stdout.strip() == "tljh-config (fixture)"  # built again from the fetched pin
 
 
+def test_store_mirror_serves_the_bundles_built_wheels(fixture: Fixture, bundle: Path, root: Path,
+                                                      tmp_path: Path, tljh,  # type: ignore[no-untyped-def]
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet's server installs the wheels the bundle built from sources, as listed in the
+    mirror's manifest.json: it builds nothing (a minimal Debian has no pip to build with)."""
+    from tljh_lock.store import build_wheels
+
+    def no_build(self: object) -> Path:
+        raise AssertionError("the server built a wheel the mirror's bundle carries")
+
+    monkeypatch.setattr(build_wheels._Builder, "_venv", no_build)
+    www = tmp_path / "www"
+    built = safe_archive.extract(bundle, www).built
+    assert built, "the fixture's bundle has a wheel built from a source"
+    nowhere = [f"--mirror=https://{host.name}/={UNREACHABLE}"
+               for host in sorted(fixture.upstream.iterdir())]
+    store = tmp_path / "store"
+    with nginx_serving(www, tmp_path / "nginx") as url:
+        result = tljh("apply", "--lock", fixture.locks["old"], "--store", store,
+                      "--store-mirror", url, *nowhere, "--root", root,
+                      "--python", SYSTEM_PYTHON, "--json")
+    assert result.code == 0, result.err
+    records = [json.loads(p.read_text()) for p in (store / "built").glob("*.json")]
+    assert {(r["source-sha256"], r["sha256"]) for r in records} == \
+        {(key, entry.sha256) for key, entry in built.items()}
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace (unshare -n)")
 def test_corrupted_bundle_changes_nothing(bundle: Path, root: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.bundle"

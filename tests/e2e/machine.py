@@ -38,7 +38,6 @@ from typing import IO, Optional, Union
 HERE = Path(__file__).resolve().parent
 ROOTFS_SH = HERE / "rootfs.sh"
 DEFAULT_CACHE_DIR = "/var/cache/tljh-lock-e2e"
-TARBALL_NAME = "debian-12-minbase.tar.zst"
 
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -107,8 +106,9 @@ def _killpg(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def ensure_rootfs(cache_dir: Union[str, Path, None] = None) -> Path:
-    """Build the cached rootfs tarball if needed (tests/e2e/rootfs.sh) and return its path.
+def ensure_rootfs(cache_dir: Union[str, Path, None] = None, image: str = "e2e") -> Path:
+    """Build the cached rootfs tarball of `image` if needed (tests/e2e/rootfs.sh: e2e, or fleet,
+    the e2e image with openssh-server) and return its path, as rootfs.sh prints it last.
 
     cache_dir defaults to $TLJH_E2E_CACHE, then /var/cache/tljh-lock-e2e.
     """
@@ -117,10 +117,10 @@ def ensure_rootfs(cache_dir: Union[str, Path, None] = None) -> Path:
     if os.environ.get("TLJH_E2E_MIRROR"):
         env["TLJH_E2E_MIRROR"] = os.environ["TLJH_E2E_MIRROR"]
     try:
-        run_host(["sh", str(ROOTFS_SH), str(cache)], timeout=1800, env=env)
+        out = run_host(["sh", str(ROOTFS_SH), str(cache), image], timeout=1800, env=env).stdout
     except subprocess.CalledProcessError as e:
         raise MachineError(f"rootfs.sh failed:\n{e.stderr.decode(errors='replace')}") from None
-    return cache / TARBALL_NAME
+    return Path(out.decode().splitlines()[-1])
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -142,6 +142,9 @@ class BootedMachine:
         and nspawn's console output goes to `console.log` next to it.
     binds_ro: {host_path: guest_path}, bind-mounted read-only at every boot.
     keep: leave the tree on disk after stop() (for post-mortems); deleted by default.
+    netns: a named network namespace (`ip netns add NAME`) that nspawn starts in, with
+        `network` its network options there, e.g. ("--network-bridge=br0",) for a machine on
+        that namespace's bridge (default: --private-network, only `lo`).
     """
 
     def __init__(
@@ -152,6 +155,8 @@ class BootedMachine:
         *,
         boot_timeout: float = 60.0,
         keep: bool = False,
+        netns: Optional[str] = None,
+        network: Sequence[str] = ("--private-network",),
     ) -> None:
         self.tarball = Path(rootfs_tarball)
         self.workdir = Path(workdir)
@@ -163,6 +168,8 @@ class BootedMachine:
                 raise ValueError(f"bind target {guest!r} must be an absolute guest path")
         self.boot_timeout = boot_timeout
         self.keep = keep
+        self.netns = netns
+        self.network = list(network)
         self.name = "tljh-e2e-" + uuid.uuid4().hex[:8]
         self.base: Optional[Path] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
@@ -423,7 +430,10 @@ class BootedMachine:
             raise MachineError(f"unpacking {self.tarball} failed:\n{err}") from None
 
     def _nspawn_argv(self) -> list[str]:
-        argv = [
+        # nsenter --net, not `ip netns exec`: the latter remounts /sys, hiding the cgroup tree
+        # that nspawn needs.
+        argv = [] if self.netns is None else ["nsenter", f"--net=/run/netns/{self.netns}"]
+        argv += [
             "systemd-nspawn",
             "-q",
             "-D",
@@ -433,7 +443,7 @@ class BootedMachine:
             "--register=no",
             "--keep-unit",
             "--console=pipe",
-            "--private-network",
+            *self.network,
             "--resolv-conf=off",
             "--timezone=off",
             "--link-journal=no",

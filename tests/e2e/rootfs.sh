@@ -5,6 +5,8 @@
 #
 # IMAGE e2e (the default): what the end-to-end tests boot with systemd-nspawn; CACHE_DIR defaults
 # to $TLJH_E2E_CACHE or /var/cache/tljh-lock-e2e.
+# IMAGE fleet: the e2e image with openssh-server, which the fleet test logs into (a tarball of
+# its own in the e2e cache, so the e2e image and its cache stay as they are).
 # IMAGE fresh: a new user's machine (git, make, python3 and the trust store, nothing else), in
 # which .ci/run runs the README's commands; CACHE_DIR defaults to /var/cache/tljh-lock-fresh.
 #
@@ -23,19 +25,24 @@ IMAGE=${2:-e2e}
 SUITE=bookworm
 # Bump TWEAKS_VERSION whenever the tweaks below change, so cached tarballs are rebuilt.
 TWEAKS_VERSION=1
+# python3-venv is deliberately absent from the servers: the applier must cope with
+# `python3 -m venv --without-pip`.
+SERVER=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates
 case $IMAGE in
 e2e)
     CACHE_DIR=${1:-${TLJH_E2E_CACHE:-/var/cache/tljh-lock-e2e}}
-    # python3-venv is deliberately absent: the applier must cope with
-    # `python3 -m venv --without-pip`.
-    INCLUDE=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates
+    INCLUDE=$SERVER
     OUT="$CACHE_DIR/debian-12-minbase.tar.zst" ;;
+fleet)
+    CACHE_DIR=${1:-${TLJH_E2E_CACHE:-/var/cache/tljh-lock-e2e}}
+    INCLUDE=$SERVER,openssh-server
+    OUT="$CACHE_DIR/debian-12-minbase+openssh-server.tar.zst" ;;
 fresh)
     CACHE_DIR=${1:-/var/cache/tljh-lock-fresh}
     INCLUDE=git,make,python3,ca-certificates
     OUT="$CACHE_DIR/debian-12-fresh.tar.zst" ;;
 *)
-    echo "rootfs.sh: unknown image $IMAGE (e2e or fresh)" >&2; exit 2 ;;
+    echo "rootfs.sh: unknown image $IMAGE (e2e, fleet or fresh)" >&2; exit 2 ;;
 esac
 RECIPE="suite=$SUITE variant=minbase include=$INCLUDE tweaks=$TWEAKS_VERSION"
 
@@ -110,15 +117,27 @@ EOF
 rm -f "$ROOT/etc/resolv.conf"; : >"$ROOT/etc/resolv.conf"
 # Root has no password (locked, as debootstrap leaves it); tests enter with nsenter.
 chroot "$ROOT" passwd -l root >/dev/null
-# e2e: units that only make sense on hardware or with a network: masked so that a clean boot is
-# "running", not "degraded". systemd-networkd/resolved are not enabled by Debian by default.
-if [ "$IMAGE" = e2e ]; then
+# Servers: units that only make sense on hardware or with a network: masked so that a clean boot
+# is "running", not "degraded". systemd-networkd/resolved are not enabled by Debian by default.
+if [ "$IMAGE" != fresh ]; then
     for unit in systemd-networkd.service systemd-networkd.socket \
         systemd-networkd-wait-online.service systemd-resolved.service systemd-timesyncd.service \
         getty@tty1.service systemd-remount-fs.service systemd-firstboot.service apt-daily.timer \
         apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
         ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
     done
+fi
+# fleet: no sshd host key shared by every copy of the image; each machine makes its own at first
+# boot, before sshd's config test needs them.
+if [ "$IMAGE" = fleet ]; then
+    rm -f "$ROOT"/etc/ssh/ssh_host_*
+    mkdir -p "$ROOT/etc/systemd/system/ssh.service.d"
+    cat >"$ROOT/etc/systemd/system/ssh.service.d/host-keys.conf" <<'EOF'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+EOF
 fi
 # Smaller image; apt lists are useless without network anyway.
 chroot "$ROOT" apt-get clean

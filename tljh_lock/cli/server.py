@@ -7,14 +7,19 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.verify import verify
 from tljh_lock.cli.common import DEFAULT_LOCK, Subcommands, Verb, progress_log, quiet
-from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError, UpstreamError
 from tljh_lock.store.cas import Store, default_path
+
+if TYPE_CHECKING:
+    from tljh_lock.lock.model import Artifact
+    from tljh_lock.store.fetch import Fetcher
 
 
 def _add_root(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +98,36 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
         fetcher = Fetcher(store, mirrors.from_options(args.mirror_config, args.mirror),
                           args.store_mirror, progress=progress_wanted(args.json))
         _, records = fetch_lock(lock, arch, fetcher)
-        build_wheels.build(lock, arch, fetcher, records)
+        build_wheels.build(lock, arch, fetcher, records, _mirror_builds(fetcher))
     return args.lock, ArtifactSource.from_store(store.root)
+
+
+def _mirror_builds(fetcher: Fetcher) -> dict[str, tuple[str, Artifact]]:
+    """input sha256 -> (store mirror, wheel) for the wheels that the store mirrors which are
+    unpacked bundles list in their manifest as built (the first mirror listing one wins)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    from tljh_lock.bundle import safe_archive
+    from tljh_lock.lock.model import Artifact
+    from tljh_lock.store.fetch import mirror_document
+
+    found = {}
+    for mirror in reversed(fetcher.store_mirrors):
+        try:
+            data = mirror_document(fetcher, mirror, safe_archive.MANIFEST_NAME,
+                                   safe_archive.MAX_MANIFEST_BYTES)
+        except UpstreamError:
+            continue  # a store rather than an unpacked bundle: nothing is listed as built
+        where = f"{mirror}/{safe_archive.MANIFEST_NAME}"
+        manifest = safe_archive.parse_manifest(data, where)
+        for key, entry in manifest.built.items():
+            try:
+                parse_wheel_filename(entry.name)
+            except InvalidWheelFilename:
+                raise InputError(f"{where}: built[{key}]: {entry.name!r} is not a wheel's name",
+                                 hint="the mirror is damaged: unpack its bundle again") from None
+            found[key] = (mirror, Artifact(entry.name, "", entry.size, entry.sha256))
+    return found
 
 
 def cmd_apply(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import json
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact, Lock
 from tljh_lock.store.cas import SourceRecord, Store
-from tljh_lock.store.fetch import Fetcher, lock_sources
+from tljh_lock.store.fetch import Fetcher, fetch_from_mirror, lock_sources
 
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip entry can hold
 BUILD_TIMEOUT = 900
@@ -102,9 +102,13 @@ def build_requirements(component: pip_lock.Component, target: Target) -> list[Ar
     return sorted(wheels)
 
 
-def build(lock: Lock, arch: str | None, fetcher: Fetcher,
-          sources: Iterable[SourceRecord]) -> list[Built]:
-    """Build (or take from the store's cache) a wheel for every source input of `arch`."""
+def build(lock: Lock, arch: str | None, fetcher: Fetcher, sources: Iterable[SourceRecord],
+          prebuilt: Mapping[str, tuple[str, Artifact]] | None = None) -> list[Built]:
+    """Build (or take from the store's cache) a wheel for every source input of `arch`.
+
+    `prebuilt`: input sha256 -> (store mirror, wheel) for the wheels an unpacked bundle among
+    the store mirrors lists as built: those are fetched, not built, so that every server of a
+    fleet installs the wheel its bundle carries (and a server needs no pip to build one)."""
     store = fetcher.store
     records = {(r.name, r.commit): r for r in sources}
     missing = [s for s in lock_sources(lock) if (s.name, s.commit) not in records]
@@ -121,7 +125,7 @@ def build(lock: Lock, arch: str | None, fetcher: Fetcher,
         requirements = build_requirements(component, target)
         fetcher.fetch(requirements)
         with _Builder(store, requirements, target) as builder:
-            built += builder.wheels_for(inputs)
+            built += builder.wheels_for(inputs, fetcher, prebuilt or {})
     return built
 
 
@@ -150,10 +154,19 @@ class _Builder:
                   "epoch": SOURCE_DATE_EPOCH}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
-    def wheels_for(self, inputs: list[_Input]) -> list[Built]:
+    def wheels_for(self, inputs: list[_Input], fetcher: Fetcher,
+                   prebuilt: Mapping[str, tuple[str, Artifact]]) -> list[Built]:
         keys = {item.sha256: self._key(item) for item in inputs}
         records: dict[str, dict[str, Any] | None] = {
             item.sha256: self.store.built_record(keys[item.sha256]) for item in inputs}
+        for item in inputs:
+            if records[item.sha256] is None and item.sha256 in prebuilt:
+                mirror, wheel = prebuilt[item.sha256]
+                fetch_from_mirror(fetcher, mirror, wheel)
+                fetched = {"name": wheel.name, "sha256": wheel.sha256, "size": wheel.size,
+                           "source": item.name, "source-sha256": item.sha256}
+                self.store.record_built(keys[item.sha256], fetched)
+                records[item.sha256] = fetched
         todo = [item for item in inputs if records[item.sha256] is None]
         if todo:
             for item, made in self._build(todo).items():

@@ -200,6 +200,21 @@ def _keep_source(store: Store, source: pip_lock.Source, data: bytes, url: str) -
     return record
 
 
+# --- from a store mirror only ------------------------------------------------------------------
+
+
+def mirror_document(fetcher: Fetcher, mirror: str, name: str, limit: int) -> bytes:
+    """A small file a store mirror serves beside its sha256/ (an unpacked bundle's manifest)."""
+    return fetcher.client.read_all(f"{mirror}/{name}", limit=limit)[0]
+
+
+def fetch_from_mirror(fetcher: Fetcher, mirror: str, artifact: Artifact) -> None:
+    """An artifact with no upstream of its own (a wheel a bundle built from a source), from
+    that store mirror only, verified by the sha256 and size the caller was given."""
+    fetcher.store.ensure_dirs()
+    fetcher._download(artifact, f"{mirror}/sha256/{artifact.sha256}", _NoBar())
+
+
 class _NoBar:
     def update(self, n: int) -> None:
         pass
