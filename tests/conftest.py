@@ -18,6 +18,7 @@ import pytest
 
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.cli.main import main
+from tljh_lock.core.errors import TljhLockError
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RECIPES = REPO / "tests" / "recipes"
@@ -141,3 +142,15 @@ http {{
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def vendor_store() -> Path:
+    """The store `make` filled with the zipapp's vendored wheels (fetched now if online)."""
+    from tests.support import apply_scenario  # it imports this module's recipes
+
+    try:
+        return apply_scenario.vendor_store()
+    except TljhLockError as exc:
+        pytest.fail(f"the zipapp's vendored wheels are not in the default store and could not "
+                    f"be fetched ({exc}); run `make` once while online")

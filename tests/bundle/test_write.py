@@ -16,11 +16,10 @@ import pytest
 
 from tests.conftest import UNREACHABLE, nginx_serving
 from tests.store.test_fetch import scenario_lock
-from tests.support import apply_scenario as scenario
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.bundle import safe_archive, zipapp
 from tljh_lock.cli import main as cli
-from tljh_lock.core.errors import EXIT_USAGE, TljhLockError
+from tljh_lock.core.errors import EXIT_USAGE
 from tljh_lock.core.files import file_sha256 as sha256_of
 from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.store.cas import Store
@@ -32,16 +31,6 @@ REAL_LOCK = REPO / "locks" / "tljh.lock.toml"
 # Bare interpreters: Debian 12's own (no tarfile filters) and the oldest python we support.
 BARE_PYTHONS = [p for p in ("/usr/bin/python3", "/root/.pyenv/versions/3.9.18/bin/python3")
                 if Path(p).exists()]
-
-
-@pytest.fixture(scope="module")
-def vendor_store() -> Path:
-    """The store `make` filled with the zipapp's vendored wheels (fetched now if online)."""
-    try:
-        return scenario.vendor_store()
-    except TljhLockError as exc:
-        pytest.fail(f"the zipapp's vendored wheels are not in the default store and could not "
-                    f"be fetched ({exc}); run `make` once while online")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.bundle.test_write import vendor_store  # noqa: F401 - a fixture used below
 from tests.e2e.fixtures import *  # noqa: F403  (e2e_rootfs, e2e_workdir)
 from tests.e2e.machine import BootedMachine
 from tests.e2e.real_bundle import build_real_bundles
@@ -27,7 +26,7 @@ UNITS = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.servi
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory,
-            vendor_store: Path) -> dict[str, Any]:  # noqa: F811 - the imported fixture
+            vendor_store: Path) -> dict[str, Any]:
     """Two bundles: "old" (TLJH stand-in 2.0.0) and "new" (2.0.1), for this arch, a corrupted
     "bad" one, plus the bundle's zipapp, all in one directory the machine mounts read-only."""
     return build_real_bundles(tmp_path_factory.mktemp("e2e-apply"), vendor_store)

@@ -34,7 +34,6 @@ from tests.e2e.machine import BootedMachine, clean_env, ensure_rootfs, run_host
 from tests.e2e.real_bundle import build_real_bundles
 from tests.fleet.controller import Controller, Run, build_and_install, require_tools
 from tests.fleet.network import PrivateBridge
-from tests.test_bundle import vendor_store  # noqa: F401 - a fixture used below
 from tljh_lock.bundle import safe_archive
 
 pytestmark = pytest.mark.fleet
@@ -53,7 +52,7 @@ def log(line: str) -> None:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory,
-            vendor_store: Path) -> dict[str, Any]:  # noqa: F811 - the imported fixture
+            vendor_store: Path) -> dict[str, Any]:
     return build_real_bundles(tmp_path_factory.mktemp("fleet-bundles"), vendor_store)
 
 
