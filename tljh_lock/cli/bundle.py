@@ -13,6 +13,7 @@ from tljh_lock.cli.common import (
     Verb,
     add_lock,
     add_mirrors,
+    output_path,
     size_text,
 )
 from tljh_lock.core.errors import EXIT_OK
@@ -70,7 +71,7 @@ def add_bundle(sub: Subcommands, common: argparse.ArgumentParser) -> None:
                 "and the lock's. Unpacked, the bundle is a static mirror (--store-mirror).")
     p.add_argument("--platform", choices=PLATFORMS, required=True,
                    help="the servers' architecture (all: one bundle for both)")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+    p.add_argument("-o", "--output", type=output_path, required=True, metavar="FILE",
                    help="where to write the bundle (replaced only when complete)")
     _add_common(p)
 

@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from tljh_lock.cli.common import (
     Subcommands,
@@ -17,6 +16,7 @@ from tljh_lock.cli.common import (
     add_mirrors,
     add_parser,
     add_recipes,
+    output_path,
     quiet,
 )
 from tljh_lock.core.errors import EXIT_OK
@@ -70,7 +70,7 @@ def add_export(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=sorted(FORMATS), required=True)
     p.add_argument("--component", help="component to export, for formats that take one "
                    "(pylock: default hub)")
-    p.add_argument("-o", "--output", type=Path,
+    p.add_argument("-o", "--output", type=output_path,
                    help="output file (default: standard output); for package-lock an existing "
                         "directory gets both package.json and package-lock.json")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from tljh_lock.core.errors import InputError
+from tljh_lock.core.errors import InputError, UsageError
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes as recipes_mod
@@ -47,7 +47,8 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
         known = set().union(*(c.names() for c in previous.components.values()))
         unknown = sorted(wanted - known - set(previous.components))
         if unknown:
-            raise InputError(f"--upgrade-package: {', '.join(unknown)} is not in {lock_path}")
+            raise UsageError(f"--upgrade-package: {', '.join(unknown)} is not in {lock_path}",
+                             hint="name a package or component the lock has")
     components: dict[str, Component] = {}
     resolved = []
     for name in resolution_order(recipe_set.recipes):
