@@ -14,6 +14,7 @@ from tljh_lock.cli.common import (
     add_lock,
     add_mirrors,
     output_path,
+    positive,
     size_text,
 )
 from tljh_lock.core.errors import EXIT_OK
@@ -35,9 +36,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store-mirror", action="append", default=[], metavar="URL",
                    help="a store or unpacked bundle served at URL (http(s):// or file://), "
                         "tried first for every file as URL/sha256/<hex> (repeatable)")
-    p.add_argument("--jobs", type=int, default=4, metavar="N",
+    p.add_argument("--jobs", type=positive(int), default=4, metavar="N",
                    help="parallel downloads (default: 4)")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--stall-timeout", type=positive(float), default=30.0, metavar="SECONDS",
                    help="give up on a connection that sends nothing for this long "
                         "(default: 30); the transfer resumes from where it stopped")
     p.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -20,6 +20,7 @@ from tljh_lock.core.errors import (
     InputError,
     TljhLockError,
     UpstreamError,
+    UsageError,
 )
 from tljh_lock.lock import file as lockfile
 from tljh_lock.store.cas import Store, default_path
@@ -95,7 +96,7 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
     """(the lock, where its artifacts come from) for these options."""
     if args.bundle:
         if args.mirror or args.store_mirror or args.store:
-            raise InputError("--bundle holds everything: it takes no --store or mirrors")
+            raise UsageError("--bundle holds everything: it takes no --store or mirrors")
         return None, BundleSource(args.bundle)
     store = Store(args.store or default_path())
     if args.mirror or args.mirror_config or args.store_mirror:
