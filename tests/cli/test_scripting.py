@@ -12,7 +12,10 @@ from tests.cli.test_bad_input import COMMITTED_LOCK, refused, run
 from tests.conftest import REPO
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tljh_lock.lock import file as lockfile
+from tljh_lock.resolve.update import update
 from tljh_lock.resolve.write import dumps as dump_lock
+from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.mirrors import MirrorMap
 
 
 @pytest.mark.parametrize("command", [
@@ -76,3 +79,26 @@ def test_check_says_which_recipes_it_read() -> None:
     assert result.returncode == EXIT_OK, result.stderr
     assert f"read {REPO / 'recipes' / 'targets.toml'}, " in result.stderr
     assert str(REPO / "recipes" / "hub.toml") in result.stderr
+
+
+def test_update_says_one_line_per_component(tljh, hub_upstream, recipes: Path,
+                                            tmp_path: Path) -> None:
+    lock = tmp_path / "tljh.lock.toml"
+    first = tljh("update", "--recipes", recipes, "--lock", lock, *hub_upstream.mirror_flags())
+    assert first.code == 0, first.err
+    assert first.err == f"hub: resolving {recipes / 'hub.toml'} (pip)\n"  # no bar: not a tty
+    again = tljh("update", "--recipes", recipes, "--lock", lock, *hub_upstream.mirror_flags())
+    assert again.err == f"hub: kept ({recipes / 'hub.toml'} did not change)\n"
+    assert tljh("update", "-q", "--recipes", recipes, "--lock", lock,
+                *hub_upstream.mirror_flags()).err == ""
+
+
+def test_update_shows_a_bar_over_the_index_reads_when_asked(
+        hub_upstream, recipes: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    client = Client(MirrorMap.from_pairs(hub_upstream.server.mirror_map()), progress=True)
+    update(recipes, tmp_path / "tljh.lock.toml", client)
+    bar = capsys.readouterr().err
+    assert "hub: index pages" in bar
+    pins = len(lockfile.load(tmp_path / "tljh.lock.toml").components["hub"].packages)
+    assert f"/{pins} [" in bar  # one step a pinned package
