@@ -5,11 +5,14 @@ changes nothing. The last tests feed the top-level handler what no command shoul
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, copy_recipes
+from tljh_lock.bundle.safe_archive import LOCK_NAME, MANIFEST_NAME, PYZ_NAME, Entry, Manifest
 from tljh_lock.cli import main as cli_main
 from tljh_lock.cli.common import Subcommands, Verb
 from tljh_lock.core.errors import (
@@ -190,3 +194,38 @@ def test_an_interrupt_is_one_line_and_130(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(cli_main, "verbs", lambda: _verbs_raising(KeyboardInterrupt()))
     assert cli_main.main(["crash"]) == EXIT_INTERRUPTED
     assert capsys.readouterr().err == "tljh-lock: interrupted\n"
+
+
+def test_conda_lock_export_of_a_lock_without_conda_says_so() -> None:
+    refused(run("export", "--lock", COMMITTED_LOCK, "--format", "conda-lock"), EXIT_INPUT,
+            "the lock has no conda component: conda-lock has nothing to export",
+            "--format pylock")
+
+
+def other_arch_bundle(path: Path) -> str:
+    """A bundle the reader accepts, made for the arch this machine is not: its lock, a tool
+    and the manifest listing them."""
+    arch = "aarch64" if os.uname().machine == "x86_64" else "x86_64"
+    lock = COMMITTED_LOCK.read_bytes()
+    tool = b"not run: the bundle is refused first"
+    entries = {name: Entry(name, hashlib.sha256(data).hexdigest(), len(data))
+               for name, data in ((LOCK_NAME, lock), (PYZ_NAME, tool))}
+    manifest = Manifest(arch, entries[LOCK_NAME], "0.1.0", entries).dumps()
+    with tarfile.open(path, "w") as tar:
+        for name, data in ((MANIFEST_NAME, manifest), (LOCK_NAME, lock), (PYZ_NAME, tool)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return arch
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_bundle_for_another_arch_is_refused_before_unpacking(tmp_path: Path,
+                                                               dry_run: list[str]) -> None:
+    bundle = tmp_path / "other.bundle"
+    arch = other_arch_bundle(bundle)
+    root = tmp_path / "root"
+    refused(run("apply", *dry_run, "--bundle", bundle, "--root", root), EXIT_INPUT,
+            f"{bundle}: a bundle for {arch}, and this machine is {os.uname().machine}",
+            f"tljh-lock bundle --platform {os.uname().machine}")
+    assert not root.exists()

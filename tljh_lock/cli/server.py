@@ -97,7 +97,13 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
     if args.bundle:
         if args.mirror or args.store_mirror or args.store:
             raise UsageError("--bundle holds everything: it takes no --store or mirrors")
-        return None, BundleSource(args.bundle)
+        source = BundleSource(args.bundle)  # its manifest only: nothing is unpacked yet
+        arch = os.uname().machine
+        if source.manifest.platform not in ("all", arch):
+            raise InputError(f"{args.bundle}: a bundle for {source.manifest.platform}, and "
+                             f"this machine is {arch}",
+                             hint=f"make one for it: tljh-lock bundle --platform {arch}")
+        return None, source
     store = Store(args.store or default_path())
     if args.mirror or args.mirror_config or args.store_mirror:
         # Imported only here: urllib3 alone costs a no-op apply ~0.2 s of start-up.
