@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_bad_input import COMMITTED_LOCK, refused
+from tests.cli.test_bad_input import COMMITTED_LOCK, refused, wheels_only_lock
 from tests.conftest import REPO
 from tljh_lock.bundle import zipapp
 from tljh_lock.cli.main import MAINTAINER_VERBS, ORDER
@@ -97,7 +97,8 @@ def test_one_real_call_of_each_subcommand(plain: Path, tmp_path: Path) -> None:
     diff = run(plain, "diff", "--exit-code", COMMITTED_LOCK, COMMITTED_LOCK)
     assert (diff.returncode, diff.stdout) == (EXIT_OK, "No changes.\n")
     root = tmp_path / "server"
-    plan = run(plain, "apply", "--dry-run", "--root", root, "--lock", COMMITTED_LOCK)
+    lock = wheels_only_lock(tmp_path / "tljh.lock.toml")
+    plan = run(plain, "apply", "--dry-run", "--root", root, "--lock", lock)
     assert plan.returncode == EXIT_OK, plan.stderr
     assert "plan for lock sha256 " in plan.stdout
     assert run(plain, "status", "--root", root).stdout == f"{root}: nothing applied\n"
