@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,16 +28,35 @@ OUT = REPO / "build" / "demo"
 RECIPES = REPO / "tests" / "recipes"
 
 
+class CommandFailed(Exception):
+    def __init__(self, command: str, code: int) -> None:
+        super().__init__(f"demo: `{command}` exited {code} (its error is above)")
+        self.code = code
+
+
+def shown(arg: str | Path) -> str:
+    """An argument as typed in the project directory: paths relative to it, quoted."""
+    if isinstance(arg, Path) and arg.is_relative_to(REPO):
+        arg = arg.relative_to(REPO)
+    return shlex.quote(str(arg))
+
+
 def tljh_lock(*args: str | Path) -> None:
-    argv = [sys.executable, "-m", "tljh_lock", *map(str, args)]
-    print("$ tljh-lock " + " ".join(str(a) for a in args[:1]) + " ...", flush=True)
-    subprocess.run(argv, check=True, cwd=REPO)
+    """Run one command, printed in full first, so that it can be replayed by hand (from the
+    project directory, in the venv: .venv/bin/tljh-lock)."""
+    command = "tljh-lock " + " ".join(shown(arg) for arg in args)
+    print(f"$ {command}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "tljh_lock", *map(str, args)], cwd=REPO,
+                          check=False)
+    if done.returncode != 0:
+        raise CommandFailed(command, done.returncode)
 
 
 def main() -> int:
     # The zipapp's vendored wheels were put there by `make` (python -m tljh_lock.bundle.zipapp
     # --prefetch): the demo itself needs no network.
     os.environ.setdefault("TLJH_LOCK_STORE", str(REPO / "build" / "store"))
+    print(f"$ export TLJH_LOCK_STORE={shown(Path(os.environ['TLJH_LOCK_STORE']))}")
     if OUT.exists():
         shutil.rmtree(OUT)
     upstream = OUT / "upstream"
@@ -46,6 +66,9 @@ def main() -> int:
     lock = OUT / "tljh.lock.toml"
     with FixtureUpstream(upstream) as server:
         mirrors = OUT / "mirrors.toml"
+        # the fixture upstream serves only while the demo runs: replaying a command that uses
+        # this mirror map needs it serving again on its port (python -m tests.upstream serve
+        # build/demo/upstream --port N)
         mirrors.write_text("[mirrors]\n" + "".join(
             f'"{canonical}" = "{mirror}"\n' for canonical, mirror in server.mirror_map().items()))
         tljh_lock("update", "--recipes", RECIPES, "--lock", lock, "--mirror-config", mirrors)
@@ -66,4 +89,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CommandFailed as failed:
+        print(failed, file=sys.stderr)
+        sys.exit(failed.code)

@@ -30,7 +30,12 @@ from tljh_lock.apply.actions.unpack import unpack_tree
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.verify import verify
 from tljh_lock.bundle import safe_archive
-from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, IntegrityError, TljhLockError
+from tljh_lock.core.errors import (
+    EXIT_INTEGRITY,
+    EXIT_USAGE,
+    IntegrityError,
+    TljhLockError,
+)
 from tljh_lock.lock import file as lockfile
 
 
@@ -370,4 +375,4 @@ def test_command_line(fixture: Fixture, root: Path, tljh) -> None:  # type: igno
     result = tljh("rollback", *where)
     assert result.code == 0 and result.out.startswith("rolled back to generation 1")
     result = tljh("apply", *where, *store, "--bundle", fixture.store)
-    assert result.code == EXIT_INPUT and "takes no --store" in result.err
+    assert result.code == EXIT_USAGE and "takes no --store" in result.err

@@ -215,7 +215,8 @@ def test_pins_stay_when_the_recipe_changes_until_upgraded(tljh, npm_upstream, np
     assert by_path(lock_path)["node_modules/fx-http"] == ("fx-http", "1.1.0")
     assert by_path(lock_path)["node_modules/fx-proxy"] == ("fx-proxy", "1.0.0")
     result = tljh("diff", kept, lock_path, "--format", "json")
-    assert json.loads(result.out)[NAME]["upgraded"] == ["fx-http 1.0.0 -> 1.1.0"]
+    assert json.loads(result.out)[NAME]["upgraded"] == [
+        {"package": "fx-http", "old": ["1.0.0"], "new": ["1.1.0"]}]
 
 
 def reseal(lock_path: Path, chp: npm_lock.Component) -> None:

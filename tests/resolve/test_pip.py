@@ -13,7 +13,7 @@ from packaging.pylock import Pylock
 
 from tests.conftest import Upstream
 from tests.upstream import FixtureUpstream
-from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_USAGE
 from tljh_lock.core.targets import default_targets
 from tljh_lock.lock import file as lockfile
 from tljh_lock.resolve.write import dumps as dump_lock
@@ -203,7 +203,7 @@ def test_existing_pins_stay_until_upgraded(tljh, hub_upstream, recipes, tmp_path
     assert versions(lock_path)["fx-web"] == ["1.1"]
     result = tljh("update", "--recipes", recipes, "--lock", lock_path,
                   *hub_upstream.mirror_flags(), "-P", "no-such-thing")
-    assert result.code == EXIT_INPUT and "no-such-thing" in result.err
+    assert result.code == EXIT_USAGE and "no-such-thing" in result.err
 
 
 def test_source_pin_is_verified(tljh, hub_upstream, recipes, tmp_path):

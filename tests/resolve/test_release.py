@@ -490,7 +490,7 @@ def test_diff_shows_a_new_version(releases: Upstream, tmp_path: Path, tljh: Any)
     edit(recipes / "traefik.toml", '"<3.6.5"', '"~=3.6.0"')
     assert update(tljh, releases, recipes, new).code == 0
     changes = diff_locks(lockfile.load(old), lockfile.load(new))
-    assert changes["traefik"].upgraded == ["traefik 3.6.4 -> 3.6.5"]
+    assert [str(c) for c in changes["traefik"].upgraded] == ["traefik 3.6.4 -> 3.6.5"]
     assert changes["traefik"].hash_warnings == []
 
 

@@ -7,6 +7,7 @@ Offline against the fixture upstream (hub and user-env scenarios), except the on
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -91,8 +92,10 @@ def test_user_env_is_locked_for_python_311_on_both_arches(
         assert wheel.size == files[wheel.name]["size"]
     result = tljh("check", "--recipes", user_recipes, "--lock", lock_path, "--json")
     assert result.code == 0, result.out
-    assert "user-env on miniforge-x86_64: 6 packages" in result.out
-    assert "user-env on miniforge-aarch64: 6 packages" in result.out
+    proven = json.loads(result.out)["proven"]
+    for arch in ("x86_64", "aarch64"):
+        assert {"component": "user-env", "target": f"miniforge-{arch}",
+                "message": "6 packages"} in proven
 
 
 def test_pylock_selects_python_311_on_both_arches(
@@ -195,7 +198,7 @@ def test_same_version_follows_the_hub_pin(
     assert result.code == EXIT_FAILURE
     assert "stale" not in result.err
     assert (f"problem: user-env: fx-hub {newer} is not hub's 1.1.0 (same-version in "
-            "recipes/user-env.toml)") in result.err
+            f"{user_recipes / 'user-env.toml'})") in result.err
 
     # Upgrading jupyterhub's stand-in moves the hub, and the user env follows.
     update(tljh, own_upstream, user_recipes, ruled, "-P", "fx-hub")

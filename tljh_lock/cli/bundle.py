@@ -13,6 +13,8 @@ from tljh_lock.cli.common import (
     Verb,
     add_lock,
     add_mirrors,
+    output_path,
+    positive,
     size_text,
 )
 from tljh_lock.core.errors import EXIT_OK
@@ -34,9 +36,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store-mirror", action="append", default=[], metavar="URL",
                    help="a store or unpacked bundle served at URL (http(s):// or file://), "
                         "tried first for every file as URL/sha256/<hex> (repeatable)")
-    p.add_argument("--jobs", type=int, default=4, metavar="N",
+    p.add_argument("--jobs", type=positive(int), default=4, metavar="N",
                    help="parallel downloads (default: 4)")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--stall-timeout", type=positive(float), default=30.0, metavar="SECONDS",
                    help="give up on a connection that sends nothing for this long "
                         "(default: 30); the transfer resumes from where it stopped")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -70,7 +72,7 @@ def add_bundle(sub: Subcommands, common: argparse.ArgumentParser) -> None:
                 "and the lock's. Unpacked, the bundle is a static mirror (--store-mirror).")
     p.add_argument("--platform", choices=PLATFORMS, required=True,
                    help="the servers' architecture (all: one bundle for both)")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+    p.add_argument("-o", "--output", type=output_path, required=True, metavar="FILE",
                    help="where to write the bundle (replaced only when complete)")
     _add_common(p)
 

@@ -23,6 +23,8 @@ exit codes:
   3  malformed input: recipe, lock, bundle or mirror map
   4  an upstream or mirror failed or served something unexpected
   5  a hash or size did not match
+  70 a bug in tljh-lock: the traceback is saved to a file, whose path is printed
+  130 interrupted (Ctrl-C)
 """
 
 # What verbs add their subcommands to. argparse keeps the class private, and it cannot be
@@ -76,6 +78,30 @@ def add_mirrors(parser: argparse.ArgumentParser) -> None:
         help=f"TOML file with a [mirrors] table (default: ${mirrors.CONFIG_ENV} or "
              f"{mirrors.DEFAULT_CONFIG} if present)",
     )
+
+
+def output_path(text: str) -> Path:
+    """An -o argument: its directory must exist; a typo there is refused, not created."""
+    path = Path(text)
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(
+            f"{parent} {what}: create it first, or choose an existing directory")
+    return path
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number above zero (0 jobs or a 0 s timeout would never finish)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above zero")
+        return value
+    return parse
 
 
 def quiet(args: argparse.Namespace) -> bool:

@@ -32,9 +32,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     recipe_set = None if args.no_recipes else recipes.load(args.recipes)
     report = check(lock, recipe_set)
     if args.json:
-        print(json.dumps({"ok": report.ok, "stale": report.stale, "problems": report.problems,
-                          "proven": report.proven}, indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
     else:
+        if report.recipes and not quiet(args):
+            print(f"read {', '.join(report.recipes)}", file=sys.stderr)
         for line in report.stale:
             print(f"stale: {line}", file=sys.stderr)
         for line in report.problems:
@@ -54,12 +55,14 @@ def add_diff(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("old", type=Path)
     p.add_argument("new", type=Path)
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--exit-code", action="store_true",
+                   help="as git diff's: exit 1 when the locks differ, 0 when they do not")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     changes = diff_locks(lockfile.load(args.old), lockfile.load(args.new))
     print(render(changes, args.format), end="")
-    return EXIT_OK
+    return EXIT_FAILURE if args.exit_code and changes else EXIT_OK
 
 
 VERBS = (Verb("check", add_check, cmd_check), Verb("diff", add_diff, cmd_diff))

@@ -12,7 +12,10 @@ import argparse
 import errno
 import importlib.util
 import logging
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 
 from tljh_lock import MAINTAINER_REQUIRES, MAINTAINER_SIDE, __version__
@@ -20,7 +23,13 @@ from tljh_lock.cli import bundle as bundle_verbs
 from tljh_lock.cli import inspect as inspect_verbs
 from tljh_lock.cli import server as server_verbs
 from tljh_lock.cli.common import EPILOG, Verb, quiet_parent
-from tljh_lock.core.errors import EXIT_FAILURE, TljhLockError, UsageError
+from tljh_lock.core.errors import (
+    EXIT_BUG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    TljhLockError,
+    UsageError,
+)
 
 # The order of `--help`.
 ORDER = ("update", "check", "diff", "export", "fetch", "bundle", "apply", "verify", "status",
@@ -82,33 +91,65 @@ def _absent_maintainer_verb(argv: Sequence[str], available: dict[str, Verb]) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    available = verbs()
+    """Run one command; whatever happens, at most one line on standard error, never a
+    traceback (an unexpected exception's goes to a file, see `_report_bug`)."""
     try:
-        _absent_maintainer_verb(arguments, available)
+        return _run(list(sys.argv[1:] if argv is None else argv))
     except TljhLockError as exc:
         print(f"tljh-lock: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("tljh-lock: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    except Exception as exc:  # the one place every other failure ends: a bug of ours
+        print(f"tljh-lock: error: {_report_bug(exc)}", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _run(arguments: list[str]) -> int:
+    available = verbs()
+    _absent_maintainer_verb(arguments, available)
     args = build_parser(available).parse_args(arguments)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
                         format="tljh-lock: %(levelname)s: %(message)s")
     # Retries are expected; their final failure is reported as our own error.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
-        try:
-            return available[args.command].run(args)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            # Any write may meet a full disk; the steps before it are kept or undone.
-            where = f" writing {exc.filename}" if exc.filename else ""
-            raise TljhLockError(f"no space left on the device{where}",
-                                hint="free some space, then run this command again") from None
-    except TljhLockError as exc:
-        print(f"tljh-lock: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("tljh-lock: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return EXIT_FAILURE
+        return available[args.command].run(args)
+    except OSError as exc:
+        raise _os_error(exc) from None
+
+
+def _os_error(exc: OSError) -> Exception:
+    """The system's refusals a user causes and can fix, in words; any other OSError is ours."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # Any write may meet a full disk; the steps before it are kept or undone.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return TljhLockError(f"no space left on the device{where}",
+                             hint="free some space, then run this command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        refusal = (exc.strerror or "not permitted").lower()
+        return TljhLockError(f"{exc.filename or 'a file'}: {refusal}",
+                             hint="run it as a user who may (root, for a system path), or "
+                                  "point the command at a path of your own")
+    return exc
+
+
+def _report_bug(exc: BaseException) -> str:
+    """Save the traceback of an unexpected exception where the user can attach it to a bug
+    report, and say so in one line."""
+    lines = str(exc).splitlines()
+    summary = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+    try:
+        fd, path = tempfile.mkstemp(prefix="tljh-lock-bug-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(f"tljh-lock {__version__}, python {sys.version.split()[0]}\n")
+            out.write(f"argv: {sys.argv!r}\n\n")
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=out)
+    except OSError as saving:
+        saved = f"the traceback could not be saved ({saving.strerror})"
+    else:
+        saved = f"the traceback is in {path}"
+    return f"unexpected {summary}: this is a bug in tljh-lock; {saved}, please report it"

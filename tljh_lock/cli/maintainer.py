@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from tljh_lock.cli.common import (
     Subcommands,
@@ -17,6 +16,8 @@ from tljh_lock.cli.common import (
     add_mirrors,
     add_parser,
     add_recipes,
+    output_path,
+    progress_log,
     quiet,
 )
 from tljh_lock.core.errors import EXIT_OK
@@ -42,11 +43,14 @@ def cmd_update(args: argparse.Namespace) -> int:
     # Imported when used: `main` imports this module for every command, and urllib3 alone
     # costs ~0.2 s of start-up.
     from tljh_lock.resolve.update import update
+    from tljh_lock.store.fetch import progress_wanted
     from tljh_lock.upstream.http import Client
 
-    client = Client(mirrors.from_options(args.mirror_config, args.mirror))
+    client = Client(mirrors.from_options(args.mirror_config, args.mirror),
+                    progress=progress_wanted(args.json or quiet(args)))
     started = time.monotonic()
-    lock, resolved = update(args.recipes, args.lock, client, args.upgrade_package)
+    lock, resolved = update(args.recipes, args.lock, client, args.upgrade_package,
+                            log=progress_log(args))
     elapsed = time.monotonic() - started
     components = {name: c.summary() for name, c in sorted(lock.components.items())}
     sha256 = file_sha256(args.lock)
@@ -70,7 +74,7 @@ def add_export(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=sorted(FORMATS), required=True)
     p.add_argument("--component", help="component to export, for formats that take one "
                    "(pylock: default hub)")
-    p.add_argument("-o", "--output", type=Path,
+    p.add_argument("-o", "--output", type=output_path,
                    help="output file (default: standard output); for package-lock an existing "
                         "directory gets both package.json and package-lock.json")
 

@@ -14,7 +14,15 @@ from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.verify import verify
 from tljh_lock.cli.common import DEFAULT_LOCK, Subcommands, Verb, progress_log, quiet
-from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError, UpstreamError
+from tljh_lock.core.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    InputError,
+    TljhLockError,
+    UpstreamError,
+    UsageError,
+)
+from tljh_lock.lock import file as lockfile
 from tljh_lock.store.cas import Store, default_path
 
 if TYPE_CHECKING:
@@ -22,8 +30,13 @@ if TYPE_CHECKING:
     from tljh_lock.store.fetch import Fetcher
 
 
+def _absolute(path: str) -> Path:
+    # the applier's tools run in other directories: a relative root would move with them
+    return Path(path).absolute()
+
+
 def _add_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("/"),
+    parser.add_argument("--root", type=_absolute, default=Path("/"),
                         help="install below this directory instead of / (default: /)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -83,12 +96,17 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
     """(the lock, where its artifacts come from) for these options."""
     if args.bundle:
         if args.mirror or args.store_mirror or args.store:
-            raise InputError("--bundle holds everything: it takes no --store or mirrors")
-        return None, BundleSource(args.bundle)
+            raise UsageError("--bundle holds everything: it takes no --store or mirrors")
+        source = BundleSource(args.bundle)  # its manifest only: nothing is unpacked yet
+        arch = os.uname().machine
+        if source.manifest.platform not in ("all", arch):
+            raise InputError(f"{args.bundle}: a bundle for {source.manifest.platform}, and "
+                             f"this machine is {arch}",
+                             hint=f"make one for it: tljh-lock bundle --platform {arch}")
+        return None, source
     store = Store(args.store or default_path())
     if args.mirror or args.mirror_config or args.store_mirror:
         # Imported only here: urllib3 alone costs a no-op apply ~0.2 s of start-up.
-        from tljh_lock.lock import file as lockfile
         from tljh_lock.store import build_wheels
         from tljh_lock.store.fetch import Fetcher, fetch_lock, progress_wanted
         from tljh_lock.upstream import mirrors
@@ -130,7 +148,22 @@ def _mirror_builds(fetcher: Fetcher) -> dict[str, tuple[str, Artifact]]:
     return found
 
 
+def _refuse_unprivileged(args: argparse.Namespace) -> None:
+    """Changing the running system takes root: refused before anything is read or written,
+    not at the first file an unprivileged user may not write."""
+    if Layout(args.root).is_live and os.geteuid() != 0:
+        raise TljhLockError(f"{args.command} on / changes the system and needs root (this is "
+                            f"uid {os.geteuid()})",
+                            hint="run it with sudo, or below a directory of your own with "
+                                 "--root DIR")
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        _refuse_unprivileged(args)
+    if not args.bundle:  # a missing or unreadable lock is said before the plan is made
+        lockfile.read(args.lock, missing_hint="run apply in the directory holding locks/, or "
+                      "pass --lock FILE, or --bundle FILE to install from a bundle")
     lock_path, source = _source(args)
     try:
         outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
@@ -194,6 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    _refuse_unprivileged(args)
     generation = engine.rollback(Layout(args.root), log=progress_log(args))
     if args.json:
         print(json.dumps(generation.to_dict(), indent=2))

@@ -9,6 +9,8 @@ EXIT_USAGE = 2  # bad command line (argparse's own code), or a command this tljh
 EXIT_INPUT = 3  # malformed recipe, lock, bundle or mirror map
 EXIT_UPSTREAM = 4  # an upstream or mirror failed or served something unexpected
 EXIT_INTEGRITY = 5  # a hash or size did not match
+EXIT_BUG = 70  # an unexpected exception: a bug in tljh-lock (sysexits' EX_SOFTWARE)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a SIGINT
 
 
 class TljhLockError(Exception):

@@ -31,7 +31,14 @@ def to_conda_lock(lock: Lock, component_name: str | None) -> dict[str, Any]:
     conda = {n: c for n, c in lock.components.items() if isinstance(c, Component)}
     if component_name is None and len(conda) == 1:
         component_name = next(iter(conda))
-    component = conda.get(component_name or "")
+    if not conda:
+        raise InputError("the lock has no conda component: conda-lock has nothing to export",
+                         hint='a recipe of kind = "conda" makes one; pip components '
+                              "export with --format pylock --component NAME")
+    if component_name is None:
+        raise InputError(f"the lock has {len(conda)} conda components: say which with "
+                         f"--component ({', '.join(sorted(conda))})")
+    component = conda.get(component_name)
     if component is None:
         raise InputError(f"no conda component {component_name!r} in the lock (conda components: "
                          f"{', '.join(sorted(conda)) or 'none'})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tljh_lock.core.errors import InputError
+from tljh_lock.core.errors import UsageError
 from tljh_lock.export import conda_lock, package_lock, pylock
 from tljh_lock.lock.model import Lock
 
@@ -28,7 +28,7 @@ FORMATS = {
 def export_files(lock: Lock, fmt: str, component: str | None) -> dict[str, str]:
     files = FORMATS[fmt].files
     if files is None:
-        raise InputError(f"--format {fmt} writes one file: give -o a file name, not a directory")
+        raise UsageError(f"--format {fmt} writes one file: give -o a file name, not a directory")
     return files(lock, component)
 
 

@@ -10,14 +10,42 @@ from packaging.version import InvalidVersion, Version
 from tljh_lock.lock.model import Artifact, Lock
 
 
+@dataclass(frozen=True)
+class PackageChange:
+    """One package's versions before and after (none before: added; none after: removed)."""
+
+    package: str
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+
+    def __str__(self) -> str:
+        if not self.old or not self.new:
+            return f"{self.package} {', '.join(self.old or self.new)}"
+        return f"{self.package} {', '.join(self.old)} -> {', '.join(self.new)}"
+
+
+@dataclass(frozen=True)
+class HashChange:
+    """A file of an unchanged version whose bytes changed: upstream re-published it."""
+
+    file: str
+    old_sha256: str
+    new_sha256: str
+    old_size: int | None  # some records carry no size
+    new_size: int | None
+
+    def __str__(self) -> str:
+        return f"{self.file}: sha256 {self.old_sha256} -> {self.new_sha256} for the same version"
+
+
 @dataclass
 class ComponentChanges:
-    added: list[str] = field(default_factory=list)  # "name version"
-    removed: list[str] = field(default_factory=list)
-    upgraded: list[str] = field(default_factory=list)  # "name old -> new"
-    downgraded: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)  # neither up nor down (forks, sources)
-    hash_warnings: list[str] = field(default_factory=list)
+    added: list[PackageChange] = field(default_factory=list)
+    removed: list[PackageChange] = field(default_factory=list)
+    upgraded: list[PackageChange] = field(default_factory=list)
+    downgraded: list[PackageChange] = field(default_factory=list)
+    changed: list[PackageChange] = field(default_factory=list)  # neither up nor down (forks)
+    hash_warnings: list[HashChange] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any(asdict(self).values())
@@ -37,13 +65,13 @@ def diff_locks(old: Lock, new: Lock) -> dict[str, ComponentChanges]:
         before = old.components[name].versions() if name in old.components else {}
         after = new.components[name].versions() if name in new.components else {}
         for pkg in sorted(set(after) - set(before)):
-            changes.added.append(f"{pkg} {', '.join(after[pkg])}")
+            changes.added.append(PackageChange(pkg, (), tuple(after[pkg])))
         for pkg in sorted(set(before) - set(after)):
-            changes.removed.append(f"{pkg} {', '.join(before[pkg])}")
+            changes.removed.append(PackageChange(pkg, tuple(before[pkg]), ()))
         for pkg in sorted(set(before) & set(after)):
             if before[pkg] == after[pkg]:
                 continue
-            line = f"{pkg} {', '.join(before[pkg])} -> {', '.join(after[pkg])}"
+            line = PackageChange(pkg, tuple(before[pkg]), tuple(after[pkg]))
             old_key, new_key = _key(before[pkg]), _key(after[pkg])
             if old_key is None or new_key is None or old_key == new_key:
                 changes.changed.append(line)
@@ -59,8 +87,7 @@ def diff_locks(old: Lock, new: Lock) -> dict[str, ComponentChanges]:
                 was = _same_file(file, old_files.get(file.name, []))
                 if was and (was.sha256 != file.sha256 or was.size != file.size):
                     changes.hash_warnings.append(
-                        f"{file.name}: sha256 {was.sha256} -> {file.sha256} for the same version"
-                    )
+                        HashChange(file.name, was.sha256, file.sha256, was.size, file.size))
         if not changes.empty():
             result[name] = changes
     return result
@@ -80,6 +107,7 @@ _SECTIONS = ("added", "removed", "upgraded", "downgraded", "changed")
 
 def render(changes: dict[str, ComponentChanges], style: str) -> str:
     if style == "json":
+        # the fields, not the sentences: {component: {section: [{package, old, new}]}}
         return json.dumps({k: asdict(v) for k, v in changes.items()}, indent=2) + "\n"
     if not changes:
         return "No changes.\n" if style == "text" else "_No changes to the lock._\n"

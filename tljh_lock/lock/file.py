@@ -75,10 +75,21 @@ def parse(text: str, source: str) -> Lock:
                 components=components)
 
 
-def load(path: Path) -> Lock:
+def read(path: Path, missing_hint: str = "run `tljh-lock update` first") -> bytes:
+    """The bytes of the lock file at `path`, or an error naming what is there instead."""
     try:
-        # not UTF-8: replaced characters fail parsing or the content-hash, as an InputError
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        return path.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: no lock here", hint="run `tljh-lock update` first") from None
-    return parse(text, str(path))
+        raise InputError(f"{path}: no lock here", hint=missing_hint) from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a directory, not a lock file",
+                         hint=f"pass the lock file itself, such as {path / 'tljh.lock.toml'}"
+                         ) from None
+    except PermissionError:
+        raise InputError(f"{path}: not readable by this user (permission denied)",
+                         hint="run as a user who may read it, or make it readable") from None
+
+
+def load(path: Path) -> Lock:
+    # not UTF-8: replaced characters fail parsing or the content-hash, as an InputError
+    return parse(read(path).decode("utf-8", errors="replace"), str(path))

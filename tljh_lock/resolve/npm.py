@@ -172,6 +172,7 @@ def resolve(recipe: NpmRecipe, targets: list[Target], client: Client,
 def run_npm(recipe: NpmRecipe, node: str, client: Client, previous: Component | None,
             upgrade: set[str]) -> dict[str, Any]:
     """npm's package-lock for the recipe; the previous lock's pins are kept where they fit."""
+    npm_home()  # without npm, say so, rather than npm install's failure read as the recipe's
     registry = client.mirrors.to_mirror(recipe.registry)
     if not registry.startswith(("https://", "http://")):
         raise InputError(f"{recipe.where}: npm needs an http(s) registry, not {registry}",
@@ -328,8 +329,8 @@ def npm_home() -> Path:
     """The directory of the npm package that resolves (its semver decides engines)."""
     npm = shutil.which("npm")
     if npm is None:
-        raise TljhLockError("npm is needed to resolve npm recipes",
-                            hint="install Node.js with npm")
+        raise TljhLockError("npm is needed to resolve npm recipes, and it is not on PATH",
+                            hint="install Node.js with npm (Debian: apt-get install npm)")
     return Path(npm).resolve().parents[1]
 
 

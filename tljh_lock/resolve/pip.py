@@ -20,6 +20,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
+from tqdm import tqdm
 
 from tljh_lock.core import runner
 from tljh_lock.core.errors import InputError, TljhLockError, UpstreamError
@@ -180,8 +181,15 @@ def applies_anywhere(marker: str | None, targets: list[Target]) -> bool:
 
 def collect(recipe: PipRecipe, pins: list[Pin], targets: list[Target], client: Client
             ) -> list[Package]:
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        packages = list(pool.map(lambda pin: collect_one(recipe, pin, targets, client), pins))
+    with ThreadPoolExecutor(max_workers=8) as pool, tqdm(
+            total=len(pins), unit="page", desc=f"{recipe.name}: index pages", leave=False,
+            disable=not client.progress) as bar:
+        def read(pin: Pin) -> Package:
+            package = collect_one(recipe, pin, targets, client)
+            bar.update()
+            return package
+
+        packages = list(pool.map(read, pins))
     return sorted(packages, key=lambda p: (p.name, Version(p.version), p.marker or ""))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from tljh_lock.core.errors import InputError
+from tljh_lock.core.errors import InputError, UsageError
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes as recipes_mod
@@ -37,9 +37,10 @@ def resolve_component(recipe: Recipe, lock_targets: list[Target], client: Client
     return RESOLVERS[recipe.kind](recipe, lock_targets, client, previous, upgrade, resolved)
 
 
-def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[str] = ()
-           ) -> tuple[Lock, list[str]]:
-    """Returns the new lock and the names of the components that were resolved again."""
+def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[str] = (),
+           log: Callable[[str], None] = lambda _: None) -> tuple[Lock, list[str]]:
+    """Returns the new lock and the names of the components that were resolved again; `log`
+    hears one line per component as it is kept or resolved."""
     recipe_set = recipes_mod.load(recipe_dir)
     previous = lockfile.load(lock_path) if lock_path.exists() else None
     wanted = {str(canonicalize_name(name)) for name in upgrade}
@@ -47,7 +48,8 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
         known = set().union(*(c.names() for c in previous.components.values()))
         unknown = sorted(wanted - known - set(previous.components))
         if unknown:
-            raise InputError(f"--upgrade-package: {', '.join(unknown)} is not in {lock_path}")
+            raise UsageError(f"--upgrade-package: {', '.join(unknown)} is not in {lock_path}",
+                             hint="name a package or component the lock has")
     components: dict[str, Component] = {}
     resolved = []
     for name in resolution_order(recipe_set.recipes):
@@ -61,10 +63,13 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
             and not (wanted & (old.names() | {name}))
             and not any(dep in resolved for dep in recipe.after)
         )
+        where = recipe_dir / recipe.file
         if unchanged:
             assert old is not None
             components[name] = old
+            log(f"{name}: kept ({where} did not change)")
             continue
+        log(f"{name}: resolving {where} ({recipe.kind})")
         # `-P <component>` asks for a fresh resolution of the whole component.
         components[name] = resolve_component(recipe, recipe_set.targets, client,
                                              None if name in wanted else old,

@@ -181,8 +181,10 @@ class Client:
     against a full store touches no network at all."""
 
     def __init__(self, mirrors: MirrorMap | None = None, max_connections: int = 8, *,
-                 attempts: int = 5, backoff: float = 0.5, read_timeout: float = 60.0) -> None:
+                 attempts: int = 5, backoff: float = 0.5, read_timeout: float = 60.0,
+                 progress: bool = False) -> None:
         self.mirrors = mirrors or MirrorMap()
+        self.progress = progress  # whether a caller's many reads show a bar on stderr
         self.read_timeout = read_timeout
         self._max_connections = max_connections
         self._retries = retry_policy(attempts, backoff)

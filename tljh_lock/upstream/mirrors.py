@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tljh_lock.core import tomlio
-from tljh_lock.core.errors import InputError
+from tljh_lock.core.errors import InputError, UsageError
 
 # Read when no --mirror-config is given; a server or CI image can point fleets at a cache.
 DEFAULT_CONFIG = Path("/etc/tljh-lock/mirrors.toml")
@@ -59,7 +59,7 @@ def parse_flag(value: str) -> tuple[str, str]:
     """`--mirror CANONICAL=MIRROR`."""
     canonical, sep, mirror = value.partition("=")
     if not sep or not canonical or not mirror:
-        raise InputError(f"--mirror {value!r}: expected CANONICAL_PREFIX=MIRROR_PREFIX")
+        raise UsageError(f"--mirror {value!r}: expected CANONICAL_PREFIX=MIRROR_PREFIX")
     return canonical, mirror
 
 
