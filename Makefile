@@ -15,7 +15,7 @@ SHARED ?= $(abspath ../shared)
 FACTS_MIRRORS := --mirror https://github.com/=file://$(SHARED)/upstream-facts/github.com/ \
 	--mirror https://nodejs.org/=file://$(SHARED)/upstream-facts/nodejs.org/
 
-.PHONY: demo test test-online test-slow reliability bench lint lock clean
+.PHONY: demo test test-online test-slow test-tljh reliability bench lint lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -42,6 +42,10 @@ test-online: $(STAMP)
 # End-to-end on a booted Debian system; needs root, debootstrap and systemd-nspawn.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -o addopts=""
+
+# TLJH's own integration suite against a tljh-lock server, alone (also part of test-slow).
+test-tljh: $(STAMP)
+	$(BIN)/python -m pytest -m tljh -o addopts="" tests/test_e2e_tljh.py
 
 # Kills, hostile inputs, a full disk, races: regenerates docs/reliability.md (needs root).
 reliability: $(STAMP)

@@ -18,7 +18,9 @@ set -eu
 CACHE_DIR=${1:-${TLJH_E2E_CACHE:-/var/cache/tljh-lock-e2e}}
 SUITE=bookworm
 # python3-venv is deliberately absent: the applier must cope with `python3 -m venv --without-pip`.
-INCLUDE=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates
+# openssl, git and bzip2 are in TLJH's own CI image (integration-tests/Dockerfile); its suite
+# needs openssl (test_manual_https makes a certificate).
+INCLUDE=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates,openssl,git,bzip2
 # Bump TWEAKS_VERSION whenever the tweaks below change, so cached tarballs are rebuilt.
 TWEAKS_VERSION=1
 RECIPE="suite=$SUITE variant=minbase include=$INCLUDE tweaks=$TWEAKS_VERSION"
