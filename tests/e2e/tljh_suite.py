@@ -4,12 +4,14 @@ environment (from a wheel house built on the host: the machine has no network), 
 test files of its CI workflow, in the workflow's order, with the hub's python, from the source
 tree of the TLJH installed (in /srv/src, where TLJH's CI puts it), with cwd `/`.
 
-Two things differ from TLJH's CI, both outside the test files:
+Three things differ from TLJH's CI, all outside the test files:
 - `localhost` resolves to 127.0.0.1 only. JupyterHub 5 ties the anonymous XSRF token to the
   client's address; with a dual-stack `localhost`, aiohttp (hubtraf) may GET the login page
   over ::1 and POST it over 127.0.0.1, and the login fails with a 403.
 - pytest gets `--maxfail` raised (TLJH's pyproject.toml stops at the first failure) and a
   JUnit report, so that every test's result is known.
+- each test gets at most TIMEOUT seconds (pytest-timeout, setup and teardown included):
+  TLJH's `tljh-config reload` polls the hub until it answers, and would wait forever.
 
 `EXPECTED` names every test that does not pass, with its cause; `check` holds a run to it.
 """
@@ -33,8 +35,9 @@ GUEST_SESSION = HERE / "guest_session.py"
 # TLJH's CI workflow (.github/workflows/integration-test.yaml), in its order
 TEST_FILES = ("test_hub.py", "test_proxy.py", "test_install.py", "test_extensions.py",
               "test_admin_installer.py", "test_simplest_plugin.py")
-# integration-tests/requirements.txt; hubtraf comes from its archive, not PyPI
-REQUIREMENTS = ("pytest", "pytest-cov", "pytest-asyncio", "hubtraf")
+# integration-tests/requirements.txt (hubtraf comes from its archive, not PyPI), and ours
+REQUIREMENTS = ("pytest", "pytest-cov", "pytest-asyncio", "hubtraf", "pytest-timeout")
+TIMEOUT = 300  # seconds per test; the slowest (the idle culler's) takes about one minute
 HUBTRAF_REPO = "yuvipanda/hubtraf"
 HUBTRAF_COMMIT = "538ec68c8897f07f8edfc9ac63a10966892fda20"
 HUBTRAF_TREE_HASH = "h1:7u+xctqmyVmo/JElXTN0hVsWd902F4+RQdy314lGsLQ="
@@ -138,7 +141,8 @@ def run(m: BootedMachine, label: str, report: Path) -> dict[str, Result]:
     junit = f"/root/tljh-{label}.xml"
     proc = m.run([HUB_PYTHON, "-m", "pytest", *(f"{SOURCE}/integration-tests/{f}"
                                                  for f in TEST_FILES),
-                  "--maxfail=1000", f"--junitxml={junit}", "-p", "no:cacheprovider"],
+                  "--maxfail=1000", f"--timeout={TIMEOUT}", f"--junitxml={junit}",
+                  "-p", "no:cacheprovider"],
                  cwd="/", timeout=5400, check=False)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.with_suffix(".log").write_text(proc.stdout + proc.stderr)
