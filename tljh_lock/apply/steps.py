@@ -188,8 +188,7 @@ class UserEnvStep(Step):
                 f"locked for python {self.target.python}",
                 hint="lock the user environment for the installer's python (its targets)")
         ctx.log(f"installing {len(self.wheels.wheels)} locked wheels into {prefix}")
-        venv.pip_install(python, self.wheels, ctx.source, what="installing the user set",
-                         fresh=False)
+        venv.pip_install(python, self.wheels, ctx.source, what="installing the user set")
         (prefix / MARKER).write_text(self.key)
 
 

@@ -153,10 +153,9 @@ def create_venv(python: str, directory: Path) -> None:
     run([python, "-m", "venv", "--without-pip", directory], what=f"creating the venv {directory}")
 
 
-def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str, *,
-                fresh: bool = True) -> None:
-    """Install exactly `wheels` into the environment of `env_python`: a new one (`fresh`), or
-    one that has packages of its own (the user environment's conda packages)."""
+def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str) -> None:
+    """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
+    has packages of its own (the user environment's conda packages)."""
     with tempfile.TemporaryDirectory(prefix="tljh-lock-wheels-") as tmp:
         house = Path(tmp)
         lines = []
@@ -173,11 +172,14 @@ def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what
         installer = house / "installer"
         with zipfile.ZipFile(source.path(wheels.installer)) as wheel:
             wheel.extractall(installer)  # member names are sanitized by zipfile
+        # Its metadata would be on the running pip's sys.path, and pip would count a locked pip
+        # as installed already: the environment would get none (--ignore-installed would
+        # leave two pips' metadata where the environment has its own, as Miniforge's has).
+        for info in installer.glob("*.dist-info"):
+            shutil.rmtree(info)
         run([env_python, installer / "pip", "install", "--no-index", "--find-links", house,
              "--require-hashes",
              "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
-             # pip would count the pip it runs from (the unpacked wheel) as installed already
-             *(["--ignore-installed"] if fresh else []),
              # bytecode is written on first import instead: compiling here doubles the time
              "--no-compile",
              "--disable-pip-version-check", "-r", house / "requirements.txt"],

@@ -1,0 +1,50 @@
+"""The applier and TLJH's own tools, offline, into a temporary --root (the fixture scenario of
+tests/test_apply.py): a locked pip installed into the user environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.scenario import NEEDS, PIP_WHEEL, Fixture, build_fixture, make_root
+from tests.test_apply import apply
+from tljh_lock.apply import engine
+from tljh_lock.apply.layout import Layout
+from tljh_lock.lock import model as lockfile
+
+pytestmark = pytest.mark.skipif(
+    PIP_WHEEL is None or not all(Path(p).exists() for p in NEEDS),
+    reason="needs Debian's python3, its pip wheel (python3-pip-whl), sudo, passwd, systemd, "
+           "node and npm",
+)
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+    built = build_fixture(tmp_path_factory.mktemp("apply-tljh-fixture"))
+    # the user set with a pip of its own, as TLJH's installer makes sure of
+    lock = lockfile.load(built.locks["old"])
+    pip = next(p for p in lock.components["hub"].packages if p.name == "pip")
+    user = lock.components["user-env"]
+    lock.components["user-env"] = dataclasses.replace(user, packages=(*user.packages, pip))
+    built.locks["old-user-pip"] = built.locks["old"].with_name("old-user-pip.lock.toml")
+    built.locks["old-user-pip"].write_text(lock.dumps())
+    return built
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return make_root(tmp_path / "root")
+
+
+def test_a_locked_pip_is_installed(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root, "old-user-pip")
+    user = root / "opt/tljh/user"
+    pip_version = PIP_WHEEL.name.split("-")[1]  # type: ignore[union-attr]
+    out = subprocess.run([user / "bin/python", "-m", "pip", "--version"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith(f"pip {pip_version} from {user}/lib/")
+    assert engine.verify(Layout(root)) == []
