@@ -1,9 +1,12 @@
 """The applier and TLJH's own tools, offline, into a temporary --root (the fixture scenario of
-tests/test_apply.py): a locked pip installed into the user environment."""
+tests/test_apply.py): a locked pip installed into the user environment, every locked
+distribution verified."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,7 +43,8 @@ def root(tmp_path: Path) -> Path:
     return make_root(tmp_path / "root")
 
 
-def test_a_locked_pip_is_installed(fixture: Fixture, root: Path) -> None:
+def test_a_locked_pip_is_installed_and_every_distribution_verified(fixture: Fixture,
+                                                                    root: Path) -> None:
     apply(fixture, root, "old-user-pip")
     user = root / "opt/tljh/user"
     pip_version = PIP_WHEEL.name.split("-")[1]  # type: ignore[union-attr]
@@ -48,3 +52,13 @@ def test_a_locked_pip_is_installed(fixture: Fixture, root: Path) -> None:
                          text=True, check=True).stdout
     assert out.startswith(f"pip {pip_version} from {user}/lib/")
     assert engine.verify(Layout(root)) == []
+    # a distribution gone from an environment is named, with the version the lock has
+    for info in user.glob("lib/python3*/site-packages/fx_web-*.dist-info"):
+        shutil.rmtree(info)
+    assert "/opt/tljh/user: fx-web 1.1 is not installed" in engine.verify(Layout(root))
+    # and one at another version in the hub environment
+    hub = root / "opt/tljh/hub"
+    [metadata] = hub.glob("lib/python3*/site-packages/fx_auth-*.dist-info/METADATA")
+    metadata.write_text(metadata.read_text().replace("Version: 1.0", "Version: 0.9"))
+    hub_dir = os.readlink(hub)
+    assert f"/opt/tljh/{hub_dir}: fx-auth is 0.9, the lock has 1.0" in engine.verify(Layout(root))

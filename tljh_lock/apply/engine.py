@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tljh_lock.apply import distributions, system_files
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
-from tljh_lock.apply import system_files
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.plan import (
     Plan,
@@ -275,6 +275,8 @@ def verify(layout: Layout) -> list[str]:
     copy = S.lock_copy(layout.state_dir, current.number)
     if not copy.exists() or file_sha256(copy) != current.lock_sha256:
         problems.append(f"{copy}: missing or not the applied lock")
+    else:
+        problems += distributions.environment_problems(layout, lockfile.load(copy), current.dirs)
     return problems
 
 
