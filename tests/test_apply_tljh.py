@@ -1,6 +1,6 @@
 """The applier and TLJH's own tools, offline, into a temporary --root (the fixture scenario of
-tests/test_apply.py): a locked pip installed into the user environment, every locked
-distribution verified."""
+tests/test_apply.py): TLJH's directories and files with TLJH's modes, a locked pip installed
+into the user environment, every locked distribution verified."""
 
 from __future__ import annotations
 
@@ -41,6 +41,40 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return make_root(tmp_path / "root")
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def test_tljh_paths_with_tljh_modes(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root)
+    tljh_root = root / "opt/tljh"
+    for directory in ("state", "config", "config/jupyterhub_config.d",
+                      "config/traefik_config.d", "state/rules"):
+        assert mode(tljh_root / directory) == 0o700, directory
+    assert mode(tljh_root / "installer.log") == 0o500
+    assert (tljh_root / "config/config.yaml").read_text() == "{}\n"
+    assert mode(tljh_root / "config/config.yaml") == 0o600
+    secret = (tljh_root / "state/traefik-api.secret").read_bytes()
+    assert len(secret) == 64 and mode(tljh_root / "state/traefik-api.secret") == 0o600
+    assert engine.verify(Layout(root)) == []
+
+
+def test_modes_that_let_users_in_are_tightened(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root)
+    prefix = root / "opt/tljh"
+    (prefix / "state").chmod(0o755)  # as an earlier tljh-lock left it
+    (prefix / "config/config.yaml").write_text("auth:\n  type: dummy\n")
+    (prefix / "config/config.yaml").chmod(0o644)  # tljh-config recreating a deleted file
+    (prefix / "installer.log").chmod(0o644)
+    problems = engine.verify(Layout(root))
+    assert any("TLJH's directories and files" in p for p in problems), problems
+    assert apply(fixture, root).ran == ["tljh-paths"]
+    assert mode(prefix / "state") == 0o700 and mode(prefix / "installer.log") == 0o500
+    assert mode(prefix / "config/config.yaml") == 0o600
+    assert (prefix / "config/config.yaml").read_text() == "auth:\n  type: dummy\n"
+    assert engine.verify(Layout(root)) == []
 
 
 def test_a_locked_pip_is_installed_and_every_distribution_verified(fixture: Fixture,

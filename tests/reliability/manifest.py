@@ -17,6 +17,8 @@ from tljh_lock.apply.steps import MARKER
 # Content is left out, existence and mode are still compared.
 VOLATILE_CONTENT = {
     "opt/tljh/state/proxy.env": "the proxy's auth token, random, generated once per server",
+    "opt/tljh/state/traefik-api.secret": "TLJH's traefik API password, random, generated once "
+                                         "per server",
     "opt/tljh/state/apply.lock": "the pid of the last apply that held the lock",
 }
 VOLATILE_NOTES = {

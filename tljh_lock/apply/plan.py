@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
-from tljh_lock.apply import system_files
+from tljh_lock.apply import system_files, tljh
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.apply.state import State
@@ -26,6 +26,7 @@ from tljh_lock.apply.steps import (
     UnpackBuild,
     UserEnvStep,
     built_complete,
+    hash_of,
 )
 from tljh_lock.apply.venv import Interpreter, target_for, wheel_set
 from tljh_lock.core.errors import InputError
@@ -55,10 +56,6 @@ COMPARED = ("jupyterhub", "the-littlest-jupyterhub", "traefik", "nodejs",
 JUPYTERHUB_UNIT = "jupyterhub.service"
 PROXY_UNIT = "configurable-http-proxy.service"
 TRAEFIK_UNIT = "traefik.service"
-
-
-def hash_of(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass
@@ -191,12 +188,14 @@ def _release_file(
 
 
 def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
-    """Groups, the proxy token, rendered files and links: what points at built directories."""
+    """Groups, TLJH's own paths, the proxy token, rendered files and links: what points at built
+    directories."""
     steps: list[Step] = []
     for group in (L.USERS_GROUP, L.ADMINS_GROUP):
         steps.append(GroupStep(id=f"group:{group}", summary=f"group {group}",
                                key=hash_of("group", group),
                                done=system_files.group_complete(layout, group), name=group))
+    steps.append(tljh.paths_step(layout))
     token = layout.path(system_files.PROXY_ENV)
     steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token {system_files.PROXY_ENV}"
                            " (generated once, mode 0600)", key=hash_of("token"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,6 +24,11 @@ from tljh_lock.core.targets import Target
 from tljh_lock.lock.model import Artifact
 
 MARKER = ".tljh-lock-key"  # written last into a built directory: its presence means complete
+
+
+def hash_of(*parts: str) -> str:
+    """A step's key: the hash of its inputs."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass
