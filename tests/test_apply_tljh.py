@@ -1,6 +1,8 @@
 """The applier and TLJH's own tools, offline, into a temporary --root (the fixture scenario of
-tests/test_apply.py): TLJH's directories and files with TLJH's modes, a locked pip installed
-into the user environment, every locked distribution verified."""
+tests/test_apply.py, whose TLJH has a `tljh.traefik` with TLJH's interface): TLJH's modes,
+traefik's configuration rendered by TLJH, tljh-lock's route in TLJH's rules directory, what an
+admin changes with tljh-config kept, a locked pip installed, every locked distribution
+verified."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 
 from tests.reliability.scenario import NEEDS, PIP_WHEEL, Fixture, build_fixture, make_root
 from tests.test_apply import apply
-from tljh_lock.apply import engine
+from tljh_lock.apply import engine, system_files, tljh
 from tljh_lock.apply.layout import Layout
 from tljh_lock.lock import model as lockfile
 
@@ -47,7 +49,7 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o7777
 
 
-def test_tljh_paths_with_tljh_modes(fixture: Fixture, root: Path) -> None:
+def test_tljh_paths_modes_and_traefik_rendered_by_tljh(fixture: Fixture, root: Path) -> None:
     apply(fixture, root)
     tljh_root = root / "opt/tljh"
     for directory in ("state", "config", "config/jupyterhub_config.d",
@@ -58,7 +60,46 @@ def test_tljh_paths_with_tljh_modes(fixture: Fixture, root: Path) -> None:
     assert mode(tljh_root / "config/config.yaml") == 0o600
     secret = (tljh_root / "state/traefik-api.secret").read_bytes()
     assert len(secret) == 64 and mode(tljh_root / "state/traefik-api.secret") == 0o600
+    # traefik's configuration is TLJH's own (its tljh.traefik, run with the hub's python)
+    static = tljh_root / "state/traefik.toml"
+    assert f'directory = "{tljh_root}/state/rules"' in static.read_text()
+    for name in ("traefik.toml", "rules/dynamic.toml", "rules/rules.toml", "acme.json"):
+        assert mode(tljh_root / "state" / name) == 0o600, name
+    # tljh-lock's route to the proxy, in TLJH's rules directory; traefik's API locked
+    route = (tljh_root / "state/rules/tljh-lock-proxy.toml").read_text()
+    assert 'url = "http://127.0.0.1:15003"' in route
+    assert 'users = ["api_admin:!"]' in route
+    assert mode(tljh_root / "state/rules/tljh-lock-proxy.toml") == 0o600
+    assert not (tljh_root / "state/traefik-dynamic.toml").exists()
+    layout = Layout(root)
+    assert engine.verify(layout) == []
+    assert tljh.managed(layout) == sorted(
+        f"/opt/tljh/{p}" for p in ("config/config.yaml", "state/acme.json",
+                                   "state/rules/dynamic.toml", "state/rules/rules.toml",
+                                   "state/traefik.toml"))
+
+
+def test_what_an_admin_changes_with_tljh_config_is_kept(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root)
+    state, config = root / "opt/tljh/state", root / "opt/tljh/config"
+    # tljh-config set ... and reload proxy, and an admin's own traefik files
+    (config / "config.yaml").write_text("https:\n  enabled: true\n")
+    (state / "traefik.toml").write_text("# re-rendered by tljh-config reload proxy\n")
+    (state / "rules/extra_rules.toml").write_text("[http.routers]\n")
+    (config / "traefik_config.d/extra.toml").write_text("[entryPoints]\n")
+    admin = {p: p.read_bytes() for p in (config / "config.yaml", state / "traefik.toml",
+                                         state / "rules/extra_rules.toml")}
     assert engine.verify(Layout(root)) == []
+    assert apply(fixture, root).ran == []
+    assert {p: p.read_bytes() for p in admin} == admin
+    # tljh-lock's own route is drift, repaired by the next apply; the admin's files stay
+    route = state / "rules/tljh-lock-proxy.toml"
+    route.write_text(route.read_text().replace("15003", "9999"))
+    drift = engine.verify(Layout(root))
+    assert any(p.startswith(f"{system_files.TRAEFIK_ROUTE}: sha256") for p in drift), drift
+    assert apply(fixture, root).ran == [f"file:{system_files.TRAEFIK_ROUTE}"]
+    assert "15003" in route.read_text()
+    assert {p: p.read_bytes() for p in admin} == admin
 
 
 def test_modes_that_let_users_in_are_tightened(fixture: Fixture, root: Path) -> None:

@@ -165,6 +165,9 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
             state.files[step.file.path] = {
                 "sha256": hashlib.sha256(step.file.data).hexdigest(),
                 "mode": f"{step.file.mode:04o}"}
+    # Only the files this layout renders are ours to verify (traefik.toml became TLJH's).
+    rendered = {step.file.path for step in steps if isinstance(step, FileStep) and step.file}
+    state.files = {path: record for path, record in state.files.items() if path in rendered}
 
 
 def _commit(layout: Layout, state: State, plan: Plan, lock_bytes: bytes, ctx: Context) -> int:

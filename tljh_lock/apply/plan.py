@@ -35,7 +35,6 @@ from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
 from tljh_lock.lock.model import Artifact, Component, Lock
-from tljh_lock.store.cas import file_sha256
 
 # Bump when the way a directory is built changes, so that existing ones are rebuilt.
 BUILD_VERSION = "1"
@@ -188,8 +187,8 @@ def _release_file(
 
 
 def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
-    """Groups, TLJH's own paths, the proxy token, rendered files and links: what points at built
-    directories."""
+    """Groups, TLJH's own paths, the proxy token, rendered files, traefik's configuration by
+    TLJH and links: what points at built directories."""
     steps: list[Step] = []
     for group in (L.USERS_GROUP, L.ADMINS_GROUP):
         steps.append(GroupStep(id=f"group:{group}", summary=f"group {group}",
@@ -207,9 +206,11 @@ def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
             unit_hashes.append(f"{file.path} {digest}")
         steps.append(FileStep(
             id=f"file:{file.path}", summary=f"{file.path} mode {file.mode:04o} sha256 {digest}",
-            key=hash_of("file", digest, oct(file.mode)), done=_file_matches(layout, file.path,
-                                                                        digest, file.mode),
-            restarts=_restarted_by(file.path), file=file))
+            key=hash_of("file", digest, oct(file.mode)),
+            done=system_files.file_matches(layout, file), restarts=_restarted_by(file.path),
+            file=file))
+    # before the links: a configuration TLJH refuses to render leaves the previous generation
+    steps += tljh.steps(layout, dirs)
     links = {L.HUB: dirs["hub"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"}
     if "node" in dirs:
         links[L.NODE] = dirs["node"]
@@ -233,18 +234,9 @@ def _restarted_by(path: str) -> tuple[str, ...]:
         return (PROXY_UNIT,)
     if path.endswith(JUPYTERHUB_UNIT) or path == system_files.HUB_CONFIG:
         return (JUPYTERHUB_UNIT,)
-    if path.endswith(TRAEFIK_UNIT) or path in (system_files.TRAEFIK_STATIC,
-                                               system_files.TRAEFIK_DYNAMIC):
+    if path.endswith(TRAEFIK_UNIT):
         return (TRAEFIK_UNIT,)
     return ()
-
-
-def _file_matches(layout: Layout, path: str, digest: str, mode: int) -> bool:
-    target = layout.path(path)
-    try:
-        return (target.stat().st_mode & 0o7777) == mode and file_sha256(target) == digest
-    except FileNotFoundError:
-        return False
 
 
 def _enabled(layout: Layout) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pkgutil
 import secrets
@@ -19,11 +20,13 @@ from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.state import write_atomic
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.core.runner import run
+from tljh_lock.store.cas import file_sha256
 
 PROXY_ENV = f"{L.STATE}/proxy.env"
 HUB_CONFIG = f"{L.STATE}/jupyterhub_config.py"
-TRAEFIK_STATIC = f"{L.STATE}/traefik.toml"
-TRAEFIK_DYNAMIC = f"{L.STATE}/traefik-dynamic.toml"
+TRAEFIK_STATIC = f"{L.STATE}/traefik.toml"  # TLJH's, rendered by its tljh.traefik
+# tljh-lock's route to configurable-http-proxy, in the directory TLJH's traefik.toml watches
+TRAEFIK_ROUTE = f"{L.STATE}/rules/tljh-lock-proxy.toml"
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class RenderedFile:
     check: str | None = None  # "sudoers": validated with visudo before it is moved into place
 
 
-def _template(name: str) -> str:
+def template(name: str) -> str:
     data = pkgutil.get_data("tljh_lock", f"templates/{name}")  # works from the zipapp too
     assert data is not None, name
     return data.decode("utf-8")
@@ -46,22 +49,31 @@ def render_all() -> list[RenderedFile]:
     values = {
         "prefix": L.PREFIX, "state": L.STATE, "hub": L.HUB, "node": L.NODE, "proxy": L.PROXY,
         "proxy_env": PROXY_ENV, "hub_config": HUB_CONFIG, "traefik_static": TRAEFIK_STATIC,
-        "traefik_dynamic": TRAEFIK_DYNAMIC, "http_port": str(L.HTTP_PORT),
-        "proxy_port": str(L.PROXY_PORT), "proxy_api_port": str(L.PROXY_API_PORT),
-        "hub_port": str(L.HUB_PORT), "admins": L.ADMINS_GROUP,
+        "http_port": str(L.HTTP_PORT), "proxy_port": str(L.PROXY_PORT),
+        "proxy_api_port": str(L.PROXY_API_PORT), "hub_port": str(L.HUB_PORT),
+        "admins": L.ADMINS_GROUP,
     }
 
     def render(name: str) -> bytes:
-        return string.Template(_template(name)).substitute(values).encode("utf-8")
+        return string.Template(template(name)).substitute(values).encode("utf-8")
 
     files = [RenderedFile(f"{L.UNIT_DIR}/{unit}", render(unit), 0o644) for unit in L.UNITS]
     files += [
+        RenderedFile(TRAEFIK_ROUTE, render("traefik-rules.toml"), 0o600),
         RenderedFile(HUB_CONFIG, render("jupyterhub_config.py"), 0o644),
-        RenderedFile(TRAEFIK_STATIC, render("traefik.toml"), 0o644),
-        RenderedFile(TRAEFIK_DYNAMIC, render("traefik-dynamic.toml"), 0o644),
         RenderedFile(L.SUDOERS, render("sudoers"), 0o440, check="sudoers"),
     ]
     return sorted(files, key=lambda f: f.path)
+
+
+def file_matches(layout: Layout, file: RenderedFile) -> bool:
+    """The file is in place with its contents and mode."""
+    target = layout.path(file.path)
+    try:
+        return ((target.stat().st_mode & 0o7777) == file.mode
+                and file_sha256(target) == hashlib.sha256(file.data).hexdigest())
+    except FileNotFoundError:
+        return False
 
 
 def visudo(layout: Layout) -> str:

@@ -1,5 +1,5 @@
 """What TLJH itself keeps below /opt/tljh, made the way TLJH's installer makes it, so that TLJH's
-own tools (`tljh-config`) find the server they expect:
+own tools (`tljh-config`, `tljh-config reload proxy`) find the server they expect:
 
 - TLJH's directories with TLJH's modes: state/ and config/ 0700 (the hub's database, its
   secrets and the admin's settings live there), config/jupyterhub_config.d,
@@ -7,33 +7,49 @@ own tools (`tljh-config`) find the server they expect:
 - installer.log 0500 (as TLJH's bootstrap leaves it; tljh-config's logger appends to it);
 - config/config.yaml, written `{}` with mode 0600 when there is none: tljh-config rewrites the
   file in place, so what an admin sets there (authenticator secrets) stays root's;
-- state/traefik-api.secret, the traefik API password TLJH's hub configuration reads, made once.
+- state/traefik-api.secret, the traefik API password TLJH's hub configuration reads, made once;
+- traefik's configuration, rendered by TLJH's own `tljh.traefik.ensure_traefik_config` run
+  with the hub environment's python, exactly as TLJH's installer and `tljh-config reload proxy`
+  render it (state/traefik.toml, state/rules/dynamic.toml and rules.toml, state/acme.json);
+- with configurable-http-proxy, tljh-lock's own route to it is a rendered file of state/rules
+  (system_files; traefik watches the directory, TLJH's reload leaves the file alone).
 
-Contents that exist are TLJH's and the admin's: apply creates what is missing and never
-rewrites it.
+What TLJH manages (traefik.toml, the rest of rules/, config/, acme.json) is TLJH's and the
+admin's: apply creates what is missing and never rewrites it, `verify` does not compare it.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from tljh_lock.apply import layout as L
+from tljh_lock.apply import system_files
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.state import write_atomic
 from tljh_lock.apply.steps import Context, Step, hash_of
+from tljh_lock.core.runner import run
 
 INSTALLER_LOG = f"{L.PREFIX}/installer.log"
 CONFIG_FILE = f"{L.CONFIG}/config.yaml"
 RULES = f"{L.STATE}/rules"
+TRAEFIK_CONFIG = f"{L.STATE}/traefik.toml"
+ACME = f"{L.STATE}/acme.json"
 API_SECRET = f"{L.STATE}/traefik-api.secret"
+# which hub environment's TLJH rendered traefik's configuration (the step's key)
+RENDERED_BY = f"{L.STATE}/tljh-lock-traefik.key"
 
 # TLJH's modes (its installer, bootstrap and tljh.traefik)
 DIRECTORIES = {L.STATE: 0o700, L.CONFIG: 0o700, f"{L.CONFIG}/jupyterhub_config.d": 0o700,
                f"{L.CONFIG}/traefik_config.d": 0o700, RULES: 0o700}
 INSTALLER_LOG_MODE = 0o500
-PRIVATE = 0o600  # config.yaml, the API secret
+PRIVATE = 0o600  # config.yaml, the API secret, traefik's files
+
+_RENDER = ("import sys\n"
+           "from tljh.traefik import ensure_traefik_config\n"
+           "ensure_traefik_config(sys.argv[1])\n")
 
 
 def _mode(path: Path) -> int | None:
@@ -83,6 +99,30 @@ class PathsStep(Step):
         ensure_paths(ctx.layout)
 
 
+@dataclass
+class TraefikConfigStep(Step):
+    """TLJH renders traefik's configuration, with the hub environment's python."""
+
+    python: str = ""  # below --root
+
+    def execute(self, ctx: Context) -> None:
+        state = ctx.layout.path(L.STATE)
+        ctx.log(f"rendering traefik's configuration with TLJH's tljh.traefik ({self.python})")
+        # TLJH finds config/ through TLJH_INSTALL_PREFIX, as its own units set it.
+        run([ctx.layout.path(self.python), "-c", _RENDER, state],
+            env={"TLJH_INSTALL_PREFIX": str(ctx.layout.path(L.PREFIX))},
+            what="rendering traefik's configuration with TLJH's tljh.traefik")
+        write_atomic(ctx.layout.path(RENDERED_BY), self.key.encode(), PRIVATE)
+
+
+def _rendered_with(layout: Layout, key: str) -> bool:
+    try:
+        return (layout.path(RENDERED_BY).read_text() == key
+                and layout.path(TRAEFIK_CONFIG).exists())
+    except FileNotFoundError:
+        return False
+
+
 def paths_step(layout: Layout) -> Step:
     """TLJH's directories and files, first: what apply writes below them gets their modes."""
     return PathsStep(
@@ -90,3 +130,26 @@ def paths_step(layout: Layout) -> Step:
         "config 0700, installer.log 0500, config.yaml and traefik-api.secret 0600)",
         key=hash_of("tljh-paths", *(f"{d} {m:o}" for d, m in sorted(DIRECTORIES.items()))),
         done=not _problems(layout))
+
+
+def steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
+    """traefik's configuration, rendered by TLJH."""
+    render_key = hash_of("tljh-traefik", dirs["hub"])
+    return [TraefikConfigStep(
+        id="tljh-traefik", summary=f"traefik's configuration rendered by TLJH "
+        f"(tljh.traefik of {L.PREFIX}/{dirs['hub']})", key=render_key,
+        done=_rendered_with(layout, render_key), restarts=("traefik.service",),
+        python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")]
+
+
+def managed(layout: Layout) -> list[str]:
+    """The files TLJH manages that are on this server: never compared, never rewritten."""
+    found = [TRAEFIK_CONFIG, ACME, CONFIG_FILE]
+    for directory in (RULES, L.CONFIG):
+        root = layout.path(directory)
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                path = "/" + str(Path(dirpath, name).relative_to(layout.root))
+                if path != system_files.TRAEFIK_ROUTE:
+                    found.append(path)
+    return sorted({p for p in found if layout.path(p).exists()})

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from tljh_lock.apply import engine
+from tljh_lock.apply import engine, tljh
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError
@@ -56,8 +56,11 @@ def add_apply_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify", help="report drift from what was applied",
-                       description="Rehash the rendered files and built directories and check "
-                       "groups and links; exit 1 on any drift.")
+                       description="Rehash the rendered files and built directories, check "
+                       "that every locked distribution is installed at its version, check "
+                       "groups, links and TLJH's modes; exit 1 on any drift. The files TLJH "
+                       "manages (traefik.toml, state/rules/ but tljh-lock's route, config/, "
+                       "acme.json) are the admin's and are listed, not compared.")
     _add_root(p)
 
 
@@ -130,14 +133,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    problems = engine.verify(Layout(args.root))
+    layout = Layout(args.root)
+    problems = engine.verify(layout)
+    managed = tljh.managed(layout)  # TLJH's and the admin's: not drift
     if args.json:
-        print(json.dumps({"ok": not problems, "drift": problems}, indent=2))
+        print(json.dumps({"ok": not problems, "drift": problems, "tljh-managed": managed},
+                         indent=2))
     else:
         for line in problems:
             print(f"drift: {line}", file=sys.stderr)
-        if not problems and not getattr(args, "quiet", False):
-            print(f"{args.root}: as applied")
+        if not getattr(args, "quiet", False):
+            if not problems:
+                print(f"{args.root}: as applied")
+            if managed:
+                print(f"managed by TLJH (tljh-config), not compared: {', '.join(managed)}")
     return EXIT_FAILURE if problems else EXIT_OK
 
 
