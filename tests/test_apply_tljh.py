@@ -2,7 +2,7 @@
 tests/test_apply.py, whose TLJH has a `tljh.traefik` with TLJH's interface): TLJH's modes,
 traefik's configuration rendered by TLJH, tljh-lock's route in TLJH's rules directory, what an
 admin changes with tljh-config kept, a locked pip installed, every locked distribution
-verified."""
+verified, and TLJH 2.0's own two-unit layout without configurable-http-proxy."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return make_root(tmp_path / "root")
+
+
+UNITS = "etc/systemd/system"
+WANTS = f"{UNITS}/multi-user.target.wants"
 
 
 def mode(path: Path) -> int:
@@ -137,3 +141,25 @@ def test_a_locked_pip_is_installed_and_every_distribution_verified(fixture: Fixt
     metadata.write_text(metadata.read_text().replace("Version: 1.0", "Version: 0.9"))
     hub_dir = os.readlink(hub)
     assert f"/opt/tljh/{hub_dir}: fx-auth is 0.9, the lock has 1.0" in engine.verify(Layout(root))
+
+
+def test_without_the_proxy_the_layout_is_tljh_two_units(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root, "old-hub")
+    hub_unit = (root / UNITS / "jupyterhub.service").read_text()
+    assert "Requires=traefik.service" in hub_unit and "proxy.env" not in hub_unit
+    config = (root / "opt/tljh/state/jupyterhub_config.py").read_text()
+    assert "load_subconfig" in config and "configurable-http-proxy" not in config
+    assert sorted(os.listdir(root / WANTS)) == ["jupyterhub.service", "traefik.service"]
+    for absent in ("etc/systemd/system/configurable-http-proxy.service",
+                   "opt/tljh/state/proxy.env", "opt/tljh/state/rules/tljh-lock-proxy.toml"):
+        assert not (root / absent).exists(), absent
+    assert (root / "opt/tljh/state/traefik-api.secret").exists()  # TLJH's hub reads it
+    assert engine.verify(Layout(root)) == []
+    # to the three units and back: the proxy's unit is retired, as TLJH's installer does
+    apply(fixture, root, "old")
+    assert (root / WANTS / "configurable-http-proxy.service").is_symlink()
+    moved = apply(fixture, root, "new-hub")
+    assert "retire:configurable-http-proxy.service" in moved.ran
+    assert not (root / UNITS / "configurable-http-proxy.service").exists()
+    assert sorted(os.listdir(root / WANTS)) == ["jupyterhub.service", "traefik.service"]
+    assert engine.verify(Layout(root)) == []

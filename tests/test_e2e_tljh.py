@@ -4,6 +4,7 @@ with no network (tests/e2e/tljh_suite.py says how it is run, and what differs fr
 2.0.0's suite after `apply --bundle` of TLJH 2.0.0, main's after the upgrade to TLJH main; in
 between, a logged-in user's server and files survive the upgrade, and HTTPS set up with
 `tljh-config` survives a re-apply; at the end `rollback` brings back a 2.0.0 hub that answers.
+Then 2.0.0's suite again in TLJH 2.0's own two-unit layout (no configurable-http-proxy).
 
 Run alone: python -m pytest -m tljh tests/test_e2e_tljh.py -p no:cacheprovider -o addopts=""
 (part of `make test-slow`). Needs root, tests/e2e/APT_PACKAGES, PyPI and the npm registry (to
@@ -44,6 +45,14 @@ def bundles(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
+def two_unit_bundles(tmp_path_factory: pytest.TempPathFactory,
+                     vendor_store: Path) -> dict[str, Any]:  # noqa: F811 - the imported fixture
+    """The same without the nodejs and configurable-http-proxy recipes."""
+    return build_real_bundles(tmp_path_factory.mktemp("e2e-tljh-two-units"), vendor_store,
+                              proxy=False)
+
+
+@pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tljh_suite.build_wheelhouse(tmp_path_factory.mktemp("tljh-wheels"))
 
@@ -53,14 +62,14 @@ def tljh_config(m: BootedMachine, *args: str) -> str:
     return m.run(["sudo", "tljh-config", *args], timeout=300).stdout
 
 
-def suite(m: BootedMachine, label: str, problems: list[str]) -> None:
+def suite(m: BootedMachine, label: str, layout: str, problems: list[str]) -> None:
     tljh_suite.prepare(m, "old" if label == "2.0.0" else "new")
-    results = tljh_suite.run(m, label, REPORTS / f"three-units-{label}.json")
+    results = tljh_suite.run(m, label, REPORTS / f"{layout}-{label}.json")
     summary = {o: sum(r.outcome == o for r in results.values())
                for o in (tljh_suite.PASSED, tljh_suite.FAILED, tljh_suite.SKIPPED,
                          tljh_suite.XFAILED)}
-    print(f"[e2e] TLJH {label} suite: {summary}")
-    problems += [f"TLJH {label}: {p}" for p in tljh_suite.check(results, label)]
+    print(f"[e2e] TLJH {label} suite, {layout}: {summary}")
+    problems += [f"TLJH {label}, {layout}: {p}" for p in tljh_suite.check(results, label)]
 
 
 def session(m: BootedMachine, action: str) -> dict[str, Any]:
@@ -95,7 +104,7 @@ def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
     with BootedMachine(e2e_rootfs, e2e_workdir, binds) as m:
         apply(m, "old")
         old_hub = wait_for_hub(m)["version"]
-        suite(m, "2.0.0", problems)
+        suite(m, "2.0.0", "three-units", problems)
 
         # a logged-in user with a running server and a file, across the upgrade
         m.copy_in(tljh_suite.GUEST_SESSION, "/root/guest_session.py")
@@ -140,7 +149,7 @@ def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
         tljh_config(m, "reload", "proxy")
         wait_for_hub(m)
 
-        suite(m, "main", problems)
+        suite(m, "main", "three-units", problems)
 
         tljh_lock(m, "rollback")
         status = json.loads(tljh_lock(m, "status", "--json").stdout)
@@ -151,4 +160,20 @@ def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
                        "the-littlest-jupyterhub"]).stdout
         if "Version: 2.0.0\n" not in shown:
             problems.append(f"rollback: TLJH is not 2.0.0: {shown}")
+    assert not problems, "\n".join(problems)
+
+
+def test_tljh_suite_in_tljh_two_unit_layout(e2e_rootfs: Path, e2e_workdir: Path,
+                                            two_unit_bundles: dict[str, Any],
+                                            wheelhouse: Path) -> None:
+    """A site without configurable-http-proxy: TLJH 2.0's own layout, the hub driving traefik."""
+    problems: list[str] = []
+    binds = {two_unit_bundles["dir"]: "/mnt/bundles", wheelhouse: tljh_suite.WHEELS}
+    with BootedMachine(e2e_rootfs, e2e_workdir, binds) as m:
+        apply(m, "old")
+        wait_for_hub(m)
+        enabled = m.run("ls /etc/systemd/system/multi-user.target.wants").stdout.split()
+        assert sorted(u for u in enabled if u.endswith(".service")) == [
+            "jupyterhub.service", "traefik.service"], enabled
+        suite(m, "2.0.0", "two-units", problems)
     assert not problems, "\n".join(problems)

@@ -83,7 +83,7 @@ def _tljh_source(label: str) -> dict[str, Any]:
             "requires": requires, "build-requires": build_requires}
 
 
-def _recipes(directory: Path, label: str) -> Path:
+def _recipes(directory: Path, label: str, proxy: bool) -> Path:
     directory.mkdir(parents=True)
     target = {"name": f"debian-12-{ARCH}", "python": "3.11.2", "glibc": "2.36", "arch": ARCH}
     (directory / "targets.toml").write_text(tomli_w.dumps({"targets": [target]}))
@@ -96,18 +96,21 @@ def _recipes(directory: Path, label: str) -> Path:
     user["requirements"] = [*user["requirements"], "pip"]
     user["targets"] = [{**target, "name": f"miniforge-{ARCH}"}]
     (directory / "user-env.toml").write_text(tomli_w.dumps(user))
-    for name in ("traefik", "nodejs", "miniforge"):
+    for name in ("traefik", "miniforge", *(["nodejs"] if proxy else [])):
         shutil.copyfile(REPO / "tests" / "recipes" / f"{name}.toml", directory / f"{name}.toml")
-    chp = (REPO / "recipes" / "configurable-http-proxy.toml").read_text()
-    (directory / "configurable-http-proxy.toml").write_text(
-        chp.replace('node = "22.12.0"', f'node = "{NODE_VERSION}"'))
+    if proxy:
+        chp = (REPO / "recipes" / "configurable-http-proxy.toml").read_text()
+        (directory / "configurable-http-proxy.toml").write_text(
+            chp.replace('node = "22.12.0"', f'node = "{NODE_VERSION}"'))
     return directory
 
 
-def build_real_bundles(base: Path, vendor_store: Path) -> dict[str, Any]:
+def build_real_bundles(base: Path, vendor_store: Path, proxy: bool = True) -> dict[str, Any]:
     """In the new directory `base`: two bundles for this arch, "old" (TLJH 2.0.0) and "new"
     (TLJH main), "bad" (new with one byte of its largest artifact flipped) and the bundles'
     zipapp, all in one directory ("dir"). `vendor_store` holds the wheels the zipapp vendors.
+    Without `proxy`, the recipes have no nodejs and configurable-http-proxy (TLJH 2.0's own
+    two-unit layout).
 
     Returns {"dir", "bundles": label -> path, "locks": label -> path, "versions": label ->
     TLJH version, "victim": sha256 of the flipped artifact}."""
@@ -126,7 +129,7 @@ def build_real_bundles(base: Path, vendor_store: Path) -> dict[str, Any]:
         mirrors[TLJH_ARCHIVES] = tljh_archive("old").parent.as_uri() + "/"
         versions = {}
         for label in COMMITS:
-            recipes = _recipes(base / f"recipes-{label}", label)
+            recipes = _recipes(base / f"recipes-{label}", label, proxy)
             versions[label] = tomllib.loads((recipes / "hub.toml").read_text())["sources"][0][
                 "version"]
             locks[label] = base / f"{label}.lock.toml"

@@ -187,20 +187,23 @@ def _release_file(
 
 
 def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
-    """Groups, TLJH's own paths, the proxy token, rendered files, traefik's configuration by
-    TLJH and links: what points at built directories."""
+    """Groups, the proxy token, rendered files, TLJH's own files and links: what points at built
+    directories. Without configurable-http-proxy, the layout is TLJH 2.0's own two units."""
+    proxied = "proxy" in dirs
     steps: list[Step] = []
     for group in (L.USERS_GROUP, L.ADMINS_GROUP):
         steps.append(GroupStep(id=f"group:{group}", summary=f"group {group}",
                                key=hash_of("group", group),
                                done=system_files.group_complete(layout, group), name=group))
     steps.append(tljh.paths_step(layout))
-    token = layout.path(system_files.PROXY_ENV)
-    steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token {system_files.PROXY_ENV}"
-                           " (generated once, mode 0600)", key=hash_of("token"),
-                           done=token.exists(), restarts=(PROXY_UNIT, JUPYTERHUB_UNIT)))
+    if proxied:
+        token = layout.path(system_files.PROXY_ENV)
+        steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token "
+                               f"{system_files.PROXY_ENV} (generated once, mode 0600)",
+                               key=hash_of("token"), done=token.exists(),
+                               restarts=(PROXY_UNIT, JUPYTERHUB_UNIT)))
     unit_hashes = []
-    for file in system_files.render_all():
+    for file in system_files.render_all(proxied):
         digest = hashlib.sha256(file.data).hexdigest()
         if file.path.startswith(L.UNIT_DIR):
             unit_hashes.append(f"{file.path} {digest}")
@@ -214,16 +217,17 @@ def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
     links = {L.HUB: dirs["hub"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"}
     if "node" in dirs:
         links[L.NODE] = dirs["node"]
-    if "proxy" in dirs:
+    if proxied:
         links[L.PROXY] = dirs["proxy"]
     for link, target in sorted(links.items()):
         steps.append(LinkStep(
             id=f"link:{link}", summary=f"{link} -> {target}", key=hash_of("link", link, target),
             done=system_files.read_link(layout, link) == target,
             restarts=_restarted_by(link), link=link, target=target))
-    enable_key = hash_of("enable", *unit_hashes)
-    steps.append(EnableStep(id="enable", summary=f"enable {', '.join(L.UNITS)}", key=enable_key,
-                            done=_enabled(layout)))
+    units = system_files.units(proxied)
+    steps.append(EnableStep(id="enable", summary=f"enable {', '.join(units)}",
+                            key=hash_of("enable", *unit_hashes), done=_enabled(layout, units),
+                            units=units))
     return steps
 
 
@@ -239,9 +243,9 @@ def _restarted_by(path: str) -> tuple[str, ...]:
     return ()
 
 
-def _enabled(layout: Layout) -> bool:
+def _enabled(layout: Layout, units: tuple[str, ...]) -> bool:
     wants = layout.path(f"{L.UNIT_DIR}/multi-user.target.wants")
-    return all((wants / unit).is_symlink() for unit in L.UNITS)
+    return all((wants / unit).is_symlink() for unit in units)
 
 
 def compared_versions(lock: Lock) -> dict[str, str]:

@@ -232,5 +232,7 @@ class LinkStep(Step):
 
 @dataclass
 class EnableStep(Step):
+    units: tuple[str, ...] = ()
+
     def execute(self, ctx: Context) -> None:
-        system_files.enable_units(ctx.layout)
+        system_files.enable_units(ctx.layout, self.units)

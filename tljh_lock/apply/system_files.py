@@ -27,6 +27,8 @@ HUB_CONFIG = f"{L.STATE}/jupyterhub_config.py"
 TRAEFIK_STATIC = f"{L.STATE}/traefik.toml"  # TLJH's, rendered by its tljh.traefik
 # tljh-lock's route to configurable-http-proxy, in the directory TLJH's traefik.toml watches
 TRAEFIK_ROUTE = f"{L.STATE}/rules/tljh-lock-proxy.toml"
+# TLJH 2.0's own layout, where the hub drives traefik and there is no proxy of ours
+TWO_UNITS = ("jupyterhub.service", "traefik.service")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,13 @@ def template(name: str) -> str:
     return data.decode("utf-8")
 
 
-def render_all() -> list[RenderedFile]:
+def units(proxied: bool) -> tuple[str, ...]:
+    """The units of the layout: with configurable-http-proxy behind traefik (the seed's three),
+    or TLJH 2.0's two."""
+    return L.UNITS if proxied else TWO_UNITS
+
+
+def render_all(proxied: bool = True) -> list[RenderedFile]:
     """Every rendered file. They name only the stable paths (/opt/tljh/hub, ...), so that a new
     generation changes them only when the templates change."""
     values = {
@@ -57,10 +65,18 @@ def render_all() -> list[RenderedFile]:
     def render(name: str) -> bytes:
         return string.Template(template(name)).substitute(values).encode("utf-8")
 
-    files = [RenderedFile(f"{L.UNIT_DIR}/{unit}", render(unit), 0o644) for unit in L.UNITS]
+    if proxied:
+        files = [RenderedFile(f"{L.UNIT_DIR}/{unit}", render(unit), 0o644) for unit in L.UNITS]
+        files.append(RenderedFile(TRAEFIK_ROUTE, render("traefik-rules.toml"), 0o600))
+        hub_config = render("jupyterhub_config.py") + render("jupyterhub_config-chp.py")
+    else:
+        files = [RenderedFile(f"{L.UNIT_DIR}/jupyterhub.service",
+                              render("jupyterhub.traefik_file.service"), 0o644),
+                 RenderedFile(f"{L.UNIT_DIR}/traefik.service", render("traefik.service"),
+                              0o644)]
+        hub_config = render("jupyterhub_config.py")
     files += [
-        RenderedFile(TRAEFIK_ROUTE, render("traefik-rules.toml"), 0o600),
-        RenderedFile(HUB_CONFIG, render("jupyterhub_config.py"), 0o644),
+        RenderedFile(HUB_CONFIG, hub_config, 0o644),
         RenderedFile(L.SUDOERS, render("sudoers"), 0o440, check="sudoers"),
     ]
     return sorted(files, key=lambda f: f.path)
@@ -242,8 +258,8 @@ def ensure_group(layout: Layout, name: str) -> None:
         write_atomic(path, new, keep[0], owner=keep[1])
 
 
-def enable_units(layout: Layout) -> None:
-    run(["systemctl", f"--root={layout.root.resolve()}", "enable", *L.UNITS],
+def enable_units(layout: Layout, names: tuple[str, ...]) -> None:
+    run(["systemctl", f"--root={layout.root.resolve()}", "enable", *names],
         what="enabling the units")
 
 

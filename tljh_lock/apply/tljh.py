@@ -7,7 +7,8 @@ own tools (`tljh-config`, `tljh-config reload proxy`) find the server they expec
 - installer.log 0500 (as TLJH's bootstrap leaves it; tljh-config's logger appends to it);
 - config/config.yaml, written `{}` with mode 0600 when there is none: tljh-config rewrites the
   file in place, so what an admin sets there (authenticator secrets) stays root's;
-- state/traefik-api.secret, the traefik API password TLJH's hub configuration reads, made once;
+- state/traefik-api.secret, the traefik API password TLJH's hub configuration reads, made once
+  (in TLJH 2.0's two-unit layout the hub gives it to traefik);
 - traefik's configuration, rendered by TLJH's own `tljh.traefik.ensure_traefik_config` run
   with the hub environment's python, exactly as TLJH's installer and `tljh-config reload proxy`
   render it (state/traefik.toml, state/rules/dynamic.toml and rules.toml, state/acme.json);
@@ -16,6 +17,9 @@ own tools (`tljh-config`, `tljh-config reload proxy`) find the server they expec
 
 What TLJH manages (traefik.toml, the rest of rules/, config/, acme.json) is TLJH's and the
 admin's: apply creates what is missing and never rewrites it, `verify` does not compare it.
+A layout without configurable-http-proxy is TLJH 2.0's own: two units, the hub driving traefik
+(`proxy_class = "traefik_file"`); moving to it retires the proxy's unit, as TLJH's installer
+does.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ ACME = f"{L.STATE}/acme.json"
 API_SECRET = f"{L.STATE}/traefik-api.secret"
 # which hub environment's TLJH rendered traefik's configuration (the step's key)
 RENDERED_BY = f"{L.STATE}/tljh-lock-traefik.key"
+PROXY_UNIT = "configurable-http-proxy.service"
 
 # TLJH's modes (its installer, bootstrap and tljh.traefik)
 DIRECTORIES = {L.STATE: 0o700, L.CONFIG: 0o700, f"{L.CONFIG}/jupyterhub_config.d": 0o700,
@@ -123,6 +128,19 @@ def _rendered_with(layout: Layout, key: str) -> bool:
         return False
 
 
+@dataclass
+class RetireProxyStep(Step):
+    """Leaving the three-unit layout: configurable-http-proxy's unit goes, as TLJH's installer
+    removes it (stopped and disabled first on a running system)."""
+
+    def execute(self, ctx: Context) -> None:
+        if system_files.systemd_running(ctx.layout):
+            run(["systemctl", "stop", PROXY_UNIT], what=f"stopping {PROXY_UNIT}", check=False)
+        run(["systemctl", f"--root={ctx.layout.root.resolve()}", "disable", PROXY_UNIT],
+            what=f"disabling {PROXY_UNIT}")
+        ctx.layout.path(f"{L.UNIT_DIR}/{PROXY_UNIT}").unlink(missing_ok=True)
+
+
 def paths_step(layout: Layout) -> Step:
     """TLJH's directories and files, first: what apply writes below them gets their modes."""
     return PathsStep(
@@ -133,13 +151,18 @@ def paths_step(layout: Layout) -> Step:
 
 
 def steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
-    """traefik's configuration, rendered by TLJH."""
+    """traefik's configuration rendered by TLJH; the proxy's unit retired without the proxy."""
     render_key = hash_of("tljh-traefik", dirs["hub"])
-    return [TraefikConfigStep(
+    found: list[Step] = [TraefikConfigStep(
         id="tljh-traefik", summary=f"traefik's configuration rendered by TLJH "
         f"(tljh.traefik of {L.PREFIX}/{dirs['hub']})", key=render_key,
         done=_rendered_with(layout, render_key), restarts=("traefik.service",),
         python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")]
+    if "proxy" not in dirs and layout.path(f"{L.UNIT_DIR}/{PROXY_UNIT}").exists():
+        found.append(RetireProxyStep(id=f"retire:{PROXY_UNIT}", summary=f"remove {PROXY_UNIT} "
+                                     "(TLJH's two-unit layout has no proxy of its own)",
+                                     key=hash_of("retire", PROXY_UNIT), done=False))
+    return found
 
 
 def managed(layout: Layout) -> list[str]:
