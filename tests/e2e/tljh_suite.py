@@ -10,7 +10,7 @@ Three things differ from TLJH's CI, all outside the test files:
   over ::1 and POST it over 127.0.0.1, and the login fails with a 403.
 - pytest gets `--maxfail` raised (TLJH's pyproject.toml stops at the first failure) and a
   JUnit report, so that every test's result is known.
-- each test gets at most TIMEOUT seconds (pytest-timeout, setup and teardown included):
+- each phase of a test gets at most TIMEOUT seconds (tljh_timeout.py, a plugin of ours):
   TLJH's `tljh-config reload` polls the hub until it answers, and would wait forever.
 
 `EXPECTED` names every test that does not pass, with its cause; `check` holds a run to it.
@@ -35,9 +35,11 @@ GUEST_SESSION = HERE / "guest_session.py"
 # TLJH's CI workflow (.github/workflows/integration-test.yaml), in its order
 TEST_FILES = ("test_hub.py", "test_proxy.py", "test_install.py", "test_extensions.py",
               "test_admin_installer.py", "test_simplest_plugin.py")
-# integration-tests/requirements.txt (hubtraf comes from its archive, not PyPI), and ours
-REQUIREMENTS = ("pytest", "pytest-cov", "pytest-asyncio", "hubtraf", "pytest-timeout")
-TIMEOUT = 300  # seconds per test; the slowest (the idle culler's) takes about one minute
+# integration-tests/requirements.txt; hubtraf comes from its archive, not PyPI
+REQUIREMENTS = ("pytest", "pytest-cov", "pytest-asyncio", "hubtraf")
+TIMEOUT = 300  # seconds per phase of a test; the slowest (the idle culler's) takes a minute
+TIMEOUT_PLUGIN = HERE / "tljh_timeout.py"
+PLUGINS = "/root/tljh-e2e-plugins"
 HUBTRAF_REPO = "yuvipanda/hubtraf"
 HUBTRAF_COMMIT = "538ec68c8897f07f8edfc9ac63a10966892fda20"
 HUBTRAF_TREE_HASH = "h1:7u+xctqmyVmo/JElXTN0hVsWd902F4+RQdy314lGsLQ="
@@ -127,6 +129,8 @@ def prepare(m: BootedMachine, label: str) -> None:
     assert m.run(["getent", "ahosts", "localhost"]).stdout.split()[0] == "127.0.0.1"
     m.run([HUB_PYTHON, "-m", "pip", "install", "--no-index", "--find-links", WHEELS,
            "--disable-pip-version-check", *REQUIREMENTS], timeout=600)
+    m.run(["mkdir", "-p", PLUGINS])
+    m.copy_in(TIMEOUT_PLUGIN, f"{PLUGINS}/tljh_timeout.py")
     m.run(["rm", "-rf", SOURCE])
     with tempfile.TemporaryDirectory(prefix="tljh-src-") as tmp:
         tree = Path(tmp)
@@ -141,9 +145,10 @@ def run(m: BootedMachine, label: str, report: Path) -> dict[str, Result]:
     junit = f"/root/tljh-{label}.xml"
     proc = m.run([HUB_PYTHON, "-m", "pytest", *(f"{SOURCE}/integration-tests/{f}"
                                                  for f in TEST_FILES),
-                  "--maxfail=1000", f"--timeout={TIMEOUT}", f"--junitxml={junit}",
+                  "--maxfail=1000", "-p", "tljh_timeout", f"--junitxml={junit}",
                   "-p", "no:cacheprovider"],
-                 cwd="/", timeout=5400, check=False)
+                 cwd="/", timeout=5400, check=False,
+                 env={"PYTHONPATH": PLUGINS, "TLJH_TEST_TIMEOUT": str(TIMEOUT)})
     report.parent.mkdir(parents=True, exist_ok=True)
     report.with_suffix(".log").write_text(proc.stdout + proc.stderr)
     results = parse_junit(m.run(["cat", junit]).stdout)
