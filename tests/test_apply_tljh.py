@@ -155,6 +155,9 @@ def test_without_the_proxy_the_layout_is_tljh_two_units(fixture: Fixture, root: 
         assert not (root / absent).exists(), absent
     assert (root / "opt/tljh/state/traefik-api.secret").exists()  # TLJH's hub reads it
     assert engine.verify(Layout(root)) == []
+    # TLJH's render empties the hub's routes (rules.toml): the hub restarts to write them again
+    steps = {s.id: s for s in apply(fixture, root, "old-hub", dry_run=True).plan.steps}
+    assert set(steps["tljh-traefik"].restarts) == {"traefik.service", "jupyterhub.service"}
     # to the three units and back: the proxy's unit is retired, as TLJH's installer does
     apply(fixture, root, "old")
     assert (root / WANTS / "configurable-http-proxy.service").is_symlink()

@@ -156,7 +156,11 @@ def steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
     found: list[Step] = [TraefikConfigStep(
         id="tljh-traefik", summary=f"traefik's configuration rendered by TLJH "
         f"(tljh.traefik of {L.PREFIX}/{dirs['hub']})", key=render_key,
-        done=_rendered_with(layout, render_key), restarts=("traefik.service",),
+        done=_rendered_with(layout, render_key),
+        # TLJH's render empties rules/rules.toml, where its hub keeps its routes: without the
+        # proxy the hub restarts too and writes them again, as after TLJH's installer
+        restarts=("traefik.service",) if "proxy" in dirs else ("traefik.service",
+                                                                "jupyterhub.service"),
         python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")]
     if "proxy" not in dirs and layout.path(f"{L.UNIT_DIR}/{PROXY_UNIT}").exists():
         found.append(RetireProxyStep(id=f"retire:{PROXY_UNIT}", summary=f"remove {PROXY_UNIT} "
