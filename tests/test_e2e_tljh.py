@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "build" / "tljh-integration"
 KEPT_USER = "kept"
 SSL = "/etc/tljh-lock-e2e-ssl"
+TRAEFIK_TOML = "/opt/tljh/state/traefik.toml"
 
 pytestmark = [pytest.mark.slow, pytest.mark.tljh]
 
@@ -104,6 +105,15 @@ def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
     with BootedMachine(e2e_rootfs, e2e_workdir, binds) as m:
         apply(m, "old")
         old_hub = wait_for_hub(m)["version"]
+        # apply renders traefik's configuration as TLJH's own reload does, byte for byte
+        rendered = m.run(["sha256sum", TRAEFIK_TOML]).stdout
+        tljh_config(m, "reload", "proxy")
+        if m.run(["sha256sum", TRAEFIK_TOML]).stdout != rendered:
+            problems.append("`tljh-config reload proxy` rendered another traefik.toml than apply")
+        wait_for_hub(m)
+        verify = tljh_lock(m, "verify", check=False)
+        if verify.returncode != 0:
+            problems.append(f"verify after `tljh-config reload proxy`: {verify.stderr.strip()}")
         suite(m, "2.0.0", "three-units", problems)
 
         # a logged-in user with a running server and a file, across the upgrade

@@ -38,7 +38,6 @@ from typing import IO, Optional, Union
 HERE = Path(__file__).resolve().parent
 ROOTFS_SH = HERE / "rootfs.sh"
 DEFAULT_CACHE_DIR = "/var/cache/tljh-lock-e2e"
-TARBALL_NAME = "debian-12-minbase.tar.zst"
 
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -117,10 +116,10 @@ def ensure_rootfs(cache_dir: Union[str, Path, None] = None) -> Path:
     if os.environ.get("TLJH_E2E_MIRROR"):
         env["TLJH_E2E_MIRROR"] = os.environ["TLJH_E2E_MIRROR"]
     try:
-        run_host(["sh", str(ROOTFS_SH), str(cache)], timeout=1800, env=env)
+        built = run_host(["sh", str(ROOTFS_SH), str(cache)], timeout=1800, env=env)
     except subprocess.CalledProcessError as e:
         raise MachineError(f"rootfs.sh failed:\n{e.stderr.decode(errors='replace')}") from None
-    return cache / TARBALL_NAME
+    return Path(built.stdout.decode().strip().splitlines()[-1])  # named by its recipe
 
 
 def _mounts_under(path: Path) -> list[str]:

@@ -4,10 +4,13 @@
 #
 #   tests/e2e/rootfs.sh [CACHE_DIR]      (default: $TLJH_E2E_CACHE or /var/cache/tljh-lock-e2e)
 #
-# Idempotent: if CACHE_DIR/debian-12-minbase.tar.zst exists, passes `zstd -t` and its sidecar
-# .recipe file matches the recipe below, nothing is done. Otherwise debootstrap into a temporary
-# directory inside CACHE_DIR, apply the image tweaks, tar | zstd, and rename into place
+# Idempotent: if CACHE_DIR/debian-12-minbase-<recipe id>.tar.zst exists, passes `zstd -t` and its
+# sidecar .recipe file matches the recipe below, nothing is done. Otherwise debootstrap into a
+# temporary directory inside CACHE_DIR, apply the image tweaks, tar | zstd, and rename into place
 # atomically. Concurrent callers serialise on CACHE_DIR/.lock. Prints the output path last.
+# The name carries the recipe's id (the first 12 hex digits of its sha256): checkouts whose
+# recipes differ (branches, helpers sharing the cache) each keep their image instead of
+# rebuilding the one file in turn.
 #
 # Mirror: $TLJH_E2E_MIRROR, else the deb.debian.org/debian URI found in /etc/apt/sources.list*,
 # else http://deb.debian.org/debian.
@@ -24,7 +27,8 @@ INCLUDE=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates,ope
 # Bump TWEAKS_VERSION whenever the tweaks below change, so cached tarballs are rebuilt.
 TWEAKS_VERSION=1
 RECIPE="suite=$SUITE variant=minbase include=$INCLUDE tweaks=$TWEAKS_VERSION"
-OUT="$CACHE_DIR/debian-12-minbase.tar.zst"
+RECIPE_ID=$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)
+OUT="$CACHE_DIR/debian-12-minbase-$RECIPE_ID.tar.zst"
 
 export LANG=C.UTF-8 LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

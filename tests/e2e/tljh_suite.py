@@ -185,3 +185,33 @@ def check(results: dict[str, Result], label: str) -> list[str]:
                             + (f" ({result.message})" if result.message else ""))
     problems += [f"{test_id}: did not run" for test_id in sorted(set(expected) - set(results))]
     return problems
+
+
+def table(reports: dict[str, Path]) -> str:
+    """A markdown table of every test's result in each report (column -> JSON file of `run`),
+    with the cause EXPECTED names for a test that does not pass."""
+    results = {column: json.loads(path.read_text()) for column, path in reports.items()}
+    tests = sorted({t for found in results.values() for t in found},
+                   key=lambda t: (TEST_FILES.index(t.split("::")[0]), t))
+    causes = {t: why for expected in EXPECTED.values() for t, (_, why) in expected.items()}
+    lines = ["| test | " + " | ".join(results) + " | cause, where it does not pass |",
+             "| --- |" + " --- |" * (len(results) + 1)]
+    for test in tests:
+        cells = [results[c].get(test, ["-"])[0] for c in results]
+        cause = causes.get(test, "") if any(cell != PASSED for cell in cells) else ""
+        lines.append(f"| `{test}` | " + " | ".join(cells) + f" | {cause} |")
+    totals = [" ".join(f"{o} {sum(r[0] == o for r in found.values())}"
+                       for o in (PASSED, FAILED, SKIPPED, XFAILED)) for found in results.values()]
+    lines.append("| **total** | " + " | ".join(totals) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.e2e.tljh_suite COLUMN=REPORT.json ...`: the table of docs/tljh-
+    integration.md from the reports `run` keeps (build/tljh-integration/)."""
+    print(table({arg.split("=", 1)[0]: Path(arg.split("=", 1)[1]) for arg in argv}), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
