@@ -130,6 +130,8 @@ def test_a_locked_pip_is_installed_and_every_distribution_verified(fixture: Fixt
     out = subprocess.run([user / "bin/python", "-m", "pip", "--version"], capture_output=True,
                          text=True, check=True).stdout
     assert out.startswith(f"pip {pip_version} from {user}/lib/")
+    # compiled at install, as TLJH's pip does: the users cannot write bytecode there
+    assert list(user.glob("lib/python3*/site-packages/fx_web/__pycache__/*.pyc"))
     assert engine.verify(Layout(root)) == []
     # a distribution gone from an environment is named, with the version the lock has
     for info in user.glob("lib/python3*/site-packages/fx_web-*.dist-info"):

@@ -194,7 +194,10 @@ class UserEnvStep(Step):
                 f"locked for python {self.target.python}",
                 hint="lock the user environment for the installer's python (its targets)")
         ctx.log(f"installing {len(self.wheels.wheels)} locked wheels into {prefix}")
-        venv.pip_install(python, self.wheels, ctx.source, what="installing the user set")
+        # Users' servers import it as the users, who cannot write its bytecode: every start
+        # would compile all of jupyter_server and jupyterlab again (seconds per spawn).
+        venv.pip_install(python, self.wheels, ctx.source, what="installing the user set",
+                         bytecode=True)
         (prefix / MARKER).write_text(self.key)
 
 

@@ -153,9 +153,11 @@ def create_venv(python: str, directory: Path) -> None:
     run([python, "-m", "venv", "--without-pip", directory], what=f"creating the venv {directory}")
 
 
-def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str) -> None:
+def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what: str, *,
+                bytecode: bool = False) -> None:
     """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
-    has packages of its own (the user environment's conda packages)."""
+    has packages of its own (the user environment's conda packages). With `bytecode`, pip
+    compiles it, as TLJH's pip does: the users who run it cannot write it at import time."""
     with tempfile.TemporaryDirectory(prefix="tljh-lock-wheels-") as tmp:
         house = Path(tmp)
         lines = []
@@ -180,8 +182,9 @@ def pip_install(env_python: Path, wheels: WheelSet, source: ArtifactSource, what
         run([env_python, installer / "pip", "install", "--no-index", "--find-links", house,
              "--require-hashes",
              "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
-             # bytecode is written on first import instead: compiling here doubles the time
-             "--no-compile",
+             # Without it, bytecode is written on first import (by root, the hub's user):
+             # compiling here doubles the time.
+             *([] if bytecode else ["--no-compile"]),
              "--disable-pip-version-check", "-r", house / "requirements.txt"],
             env={"PIP_NO_INPUT": "1"}, what=what)
 
