@@ -54,10 +54,13 @@ reliability: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
-# The committed lock: PyPI and npm live, GitHub and nodejs.org through upstream-facts.
+# The committed lock: PyPI and npm live, GitHub and nodejs.org through upstream-facts; then
+# its TLJH source pin verified against the archive there (tree hash and declared metadata).
 lock: $(STAMP)
 	$(BIN)/tljh-lock update $(FACTS_MIRRORS)
 	$(BIN)/tljh-lock check
+	TLJH_SHARED=$(SHARED) TLJH_LOCK_REQUIRE_FACTS=1 $(BIN)/python -m pytest -q -o addopts="" \
+	  tests/test_committed_lock.py -k source_pin
 
 lint: $(STAMP)
 	$(BIN)/ruff check tljh_lock tests

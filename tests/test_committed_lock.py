@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
+import pytest
 import tomllib
 from packaging.pylock import Pylock
 
 from tests.conftest import REPO
 from tljh_lock.inspect.export.pylock import export
 from tljh_lock.lock import model as lockfile
+from tljh_lock.resolve import source_pin
+from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.mirrors import MirrorMap
 
 LOCK = REPO / "locks" / "tljh.lock.toml"
+FACTS = Path(os.environ.get("TLJH_SHARED", REPO.parent / "shared")) / "upstream-facts"
 
 
 def test_committed_lock_is_fresh_and_installable(tljh):
@@ -69,3 +76,19 @@ def test_package_lock_export_writes_both_files_into_a_directory(tljh, tmp_path):
     assert chp["resolved"].startswith("https://registry.npmjs.org/")
     result = tljh("export", "--lock", LOCK, "--format", "pylock", "-o", tmp_path)
     assert result.code == 3 and "writes one file" in result.err
+
+
+def test_committed_source_pin_is_the_archive_in_upstream_facts():
+    """The committed lock's TLJH is the tree of the archive in shared/upstream-facts: its tree
+    hash, and the name, version and requirements its own setup.py declares. `make lock` runs
+    this with TLJH_LOCK_REQUIRE_FACTS=1, where a missing archive fails instead of skipping
+    (`update` only warns when an archive cannot be reached)."""
+    lock = lockfile.load(LOCK)
+    [source] = lock.components["hub"].sources
+    archive = FACTS / source.url.removeprefix("https://")
+    if not archive.is_file():
+        if os.environ.get("TLJH_LOCK_REQUIRE_FACTS"):
+            pytest.fail(f"{archive} is missing: `make lock` verifies the source pin against it")
+        pytest.skip(f"no upstream facts at {FACTS} (set TLJH_SHARED)")
+    client = Client(MirrorMap.from_pairs({"https://github.com/": f"{FACTS.as_uri()}/github.com/"}))
+    assert source_pin.verify(client, source, str(LOCK)) == source
