@@ -18,13 +18,12 @@ import pytest
 
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.cli.main import main
+from tljh_lock.core.errors import TljhLockError
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RECIPES = REPO / "tests" / "recipes"
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections fail fast
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin")
-NEEDS_NGINX = pytest.mark.skipif(NGINX is None,
-                                 reason="nginx is not installed (Debian package nginx-light)")
 
 
 @dataclass
@@ -97,42 +96,61 @@ def tljh(capsys: pytest.CaptureFixture[str]):
 
 
 @contextmanager
-def nginx_serving(directory: Path, work: Path) -> Iterator[str]:
-    """Debian's nginx serving `directory` as static files on 127.0.0.1; yields its URL."""
-    assert NGINX is not None
+def nginx_serving(directory: Path, work: Path, listen: str = "127.0.0.1",
+                  netns: str | None = None) -> Iterator[str]:
+    """Debian's nginx serving `directory` as static files on `listen`; yields its URL.
+
+    With `netns` (a named network namespace, `ip netns add`), nginx runs in it on port 80:
+    the fleet test's mirror on its private bridge."""
+    assert NGINX is not None, "nginx is missing: `make test` installs it (nginx-light)"
     work.mkdir(parents=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    if netns is None:
+        with socket.socket() as sock:
+            sock.bind((listen, 0))
+            port = int(sock.getsockname()[1])
+        prefix: list[str] = []
+    else:
+        port, prefix = 80, ["nsenter", f"--net=/run/netns/{netns}"]
     # As root, nginx's workers would drop to www-data, who cannot enter pytest's 0700 tmp.
     user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.getuid() == 0 else ""
     temp = " ".join(f"{kind}_temp_path {work}/{kind};"
                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = work / "nginx.conf"
+    pid = work / "nginx.pid"
     conf.write_text(f"""
 {user}
 daemon off;
-pid {work}/nginx.pid;
+pid {pid};
 error_log {work}/error.log;
 events {{}}
 http {{
   access_log off;
   {temp}
-  server {{ listen 127.0.0.1:{port}; root {directory}; }}
+  server {{ listen {listen}:{port}; root {directory}; }}
 }}
 """)
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(work)])
+    nginx = subprocess.Popen([*prefix, NGINX, "-c", str(conf), "-p", str(work)])
     try:
+        # nginx writes its pid file once its sockets listen (from any network namespace)
         deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+        while not pid.exists():
             if time.monotonic() > deadline or nginx.poll() is not None:
-                raise AssertionError(f"nginx does not listen on port {port}: "
+                raise AssertionError(f"nginx does not listen on {listen}:{port}: "
                                      f"{(work / 'error.log').read_text(errors='replace')}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://{listen}:{port}/"
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def vendor_store() -> Path:
+    """The store `make` filled with the zipapp's vendored wheels (fetched now if online)."""
+    from tests.support import apply_scenario  # it imports this module's recipes
+
+    try:
+        return apply_scenario.vendor_store()
+    except TljhLockError as exc:
+        pytest.fail(f"the zipapp's vendored wheels are not in the default store and could not "
+                    f"be fetched ({exc}); run `make` once while online")

@@ -11,8 +11,8 @@ import tomllib
 from packaging.pylock import Pylock
 
 from tests.conftest import REPO
-from tljh_lock.inspect.export.pylock import export
-from tljh_lock.lock import model as lockfile
+from tljh_lock.export.pylock import export
+from tljh_lock.lock import file as lockfile
 from tljh_lock.resolve import source_pin
 from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.mirrors import MirrorMap

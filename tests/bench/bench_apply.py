@@ -31,11 +31,12 @@ from tests.bench.bench_update import timed
 from tests.e2e.real_bundle import build_real_bundles
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.observe import probe
 from tljh_lock.apply.source import BundleSource
-from tljh_lock.apply.venv import probe, target_for, wheel_set
+from tljh_lock.apply.wheels import target_for, wheel_set
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core import runner
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.resolve.pip import uv_binary
 from tljh_lock.store.cas import default_path
@@ -54,7 +55,7 @@ def _hub_wheels(bundle: Path, into: Path) -> tuple[list[str], Path, Path]:
     a hash-pinned requirements file of every wheel."""
     source = BundleSource(bundle)
     try:
-        lock = lockfile.parse(source.lock_file().read_text(encoding="utf-8"), str(bundle))
+        lock = lockfile.parse(source.verify().decode("utf-8"), str(bundle))
         hub = lock.components["hub"]
         assert isinstance(hub, pip_lock.Component)
         target = target_for(hub.applicable_targets(lock.targets), probe(PYTHON), "hub")

@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.test_store_fetch import scenario_lock
+from tests.store.test_fetch import scenario_lock
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tljh_lock.lock.model import Artifact
+from tljh_lock.resolve.write import dumps as dump_lock
 
 REPO = Path(__file__).resolve().parents[2]
 BLOBS = [1 << 20] * 16 + [8 << 20] * 2  # 32 MiB in 18 files, besides the scenario's own
@@ -58,7 +59,7 @@ def main() -> list[tuple[str, float]]:
         work = Path(tmp)
         facts = generate_hub_scenario(work / "upstream")
         lock = scenario_lock(facts, extra=tuple(_blobs(work / "upstream")))
-        (work / "tljh.lock.toml").write_text(lock.dumps())
+        (work / "tljh.lock.toml").write_text(dump_lock(lock))
         tljh = facts["tljh"]  # fetch also gets the source archive: so does curl
         artifacts = [*lock.artifacts(None),
                      Artifact("tljh.tar.gz", tljh["archive_url"], tljh["size"], tljh["sha256"])]

@@ -8,7 +8,7 @@
 Every machine is a fresh copy of the cached rootfs tarball (unpacking takes ~1 s), booted with
 `systemd-nspawn -b --private-network` (only `lo`, no DNS, no route out) and entered with
 `nsenter -t <container PID 1> -a`. Needs root on a Linux host with systemd-container, zstd and
-util-linux (tests/e2e/APT_PACKAGES); the host does not need systemd as PID 1.
+util-linux (`.ci/deps test-slow`); the host does not need systemd as PID 1.
 
 Reboot: when the container's systemd reboots, systemd-nspawn exits (status 133: it expects a
 supervisor such as systemd-nspawn@.service to start it again). `reboot()` therefore runs a real
@@ -106,8 +106,9 @@ def _killpg(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def ensure_rootfs(cache_dir: Union[str, Path, None] = None) -> Path:
-    """Build the cached rootfs tarball if needed (tests/e2e/rootfs.sh) and return its path.
+def ensure_rootfs(cache_dir: Union[str, Path, None] = None, image: str = "e2e") -> Path:
+    """Build the cached rootfs tarball of `image` if needed (tests/e2e/rootfs.sh: e2e, or fleet,
+    the e2e image with openssh-server) and return its path, as rootfs.sh prints it last.
 
     cache_dir defaults to $TLJH_E2E_CACHE, then /var/cache/tljh-lock-e2e.
     """
@@ -116,10 +117,10 @@ def ensure_rootfs(cache_dir: Union[str, Path, None] = None) -> Path:
     if os.environ.get("TLJH_E2E_MIRROR"):
         env["TLJH_E2E_MIRROR"] = os.environ["TLJH_E2E_MIRROR"]
     try:
-        built = run_host(["sh", str(ROOTFS_SH), str(cache)], timeout=1800, env=env)
+        out = run_host(["sh", str(ROOTFS_SH), str(cache), image], timeout=1800, env=env).stdout
     except subprocess.CalledProcessError as e:
         raise MachineError(f"rootfs.sh failed:\n{e.stderr.decode(errors='replace')}") from None
-    return Path(built.stdout.decode().strip().splitlines()[-1])  # named by its recipe
+    return Path(out.decode().strip().splitlines()[-1])  # named by its recipe
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -141,6 +142,9 @@ class BootedMachine:
         and nspawn's console output goes to `console.log` next to it.
     binds_ro: {host_path: guest_path}, bind-mounted read-only at every boot.
     keep: leave the tree on disk after stop() (for post-mortems); deleted by default.
+    netns: a named network namespace (`ip netns add NAME`) that nspawn starts in, with
+        `network` its network options there, e.g. ("--network-bridge=br0",) for a machine on
+        that namespace's bridge (default: --private-network, only `lo`).
     """
 
     def __init__(
@@ -151,6 +155,8 @@ class BootedMachine:
         *,
         boot_timeout: float = 60.0,
         keep: bool = False,
+        netns: Optional[str] = None,
+        network: Sequence[str] = ("--private-network",),
     ) -> None:
         self.tarball = Path(rootfs_tarball)
         self.workdir = Path(workdir)
@@ -162,6 +168,8 @@ class BootedMachine:
                 raise ValueError(f"bind target {guest!r} must be an absolute guest path")
         self.boot_timeout = boot_timeout
         self.keep = keep
+        self.netns = netns
+        self.network = list(network)
         self.name = "tljh-e2e-" + uuid.uuid4().hex[:8]
         self.base: Optional[Path] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
@@ -422,7 +430,10 @@ class BootedMachine:
             raise MachineError(f"unpacking {self.tarball} failed:\n{err}") from None
 
     def _nspawn_argv(self) -> list[str]:
-        argv = [
+        # nsenter --net, not `ip netns exec`: the latter remounts /sys, hiding the cgroup tree
+        # that nspawn needs.
+        argv = [] if self.netns is None else ["nsenter", f"--net=/run/netns/{self.netns}"]
+        argv += [
             "systemd-nspawn",
             "-q",
             "-D",
@@ -432,7 +443,7 @@ class BootedMachine:
             "--register=no",
             "--keep-unit",
             "--console=pipe",
-            "--private-network",
+            *self.network,
             "--resolv-conf=off",
             "--timezone=off",
             "--link-journal=no",

@@ -17,7 +17,7 @@ from tests.reliability.harness import Result, Watch, World, clear, clear_error, 
 from tests.reliability.inputs import _store_problems
 from tests.reliability.manifest import compare, manifest
 from tests.upstream import FixtureUpstream
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 
 BALLAST = "ballast"
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from tests.reliability import scenario
 from tests.reliability.manifest import (
     Entry,
     Loss,
@@ -23,7 +22,8 @@ from tests.reliability.manifest import (
     manifest,
     mode_problems,
 )
-from tljh_lock.apply.steps import MARKER
+from tests.support import apply_scenario as scenario
+from tljh_lock.apply.observe import MARKER
 from tljh_lock.bundle import safe_archive
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """Hostile or broken inputs: malformed locks, misbehaving mirrors (for `fetch` and for `apply
---mirror` / `--store-mirror`), and every hostile bundle of tests/test_safe_archive.py. Each
+--mirror` / `--store-mirror`), and every hostile bundle of tests/bundle/test_safe_archive.py. Each
 must end in a clear error (exit code and message checked, no traceback), with the root, the
 store and everything outside them unchanged."""
 
@@ -17,16 +17,17 @@ from typing import Any
 
 import tomli_w
 
+from tests.bundle.test_safe_archive import hostile_cases
 from tests.reliability.harness import Result, World, clear, clear_error, error_line
 from tests.reliability.manifest import compare, manifest
-from tests.test_safe_archive import hostile_cases
 from tests.upstream import FixtureUpstream
 from tests.upstream import server as upstream_server
 from tljh_lock.core import tomlio
 from tljh_lock.core.errors import EXIT_INPUT, EXIT_INTEGRITY, EXIT_UPSTREAM
-from tljh_lock.lock import model as lockfile
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Lock
+from tljh_lock.resolve.write import dumps as dump_lock
 
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: every canonical URL fails fast here
 
@@ -45,9 +46,9 @@ def _edit(world: World, edit: Callable[[dict[str, Any]], None]) -> bytes:
 
 
 def _resealed(world: World, change: Callable[[Lock], Lock]) -> bytes:
-    """The new lock changed through the model and written by `Lock.dumps()`, which reseals every
+    """The new lock changed through the model and written by `dump_lock`, which reseals every
     content-hash, as an attacker who edits a lock would."""
-    return change(lockfile.load(world.fixture.locks["new"])).dumps().encode()
+    return dump_lock(change(lockfile.load(world.fixture.locks["new"]))).encode()
 
 
 def _hub(lock: Lock) -> pip_lock.Component:

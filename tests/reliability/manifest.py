@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tljh_lock.apply.steps import MARKER
+from tljh_lock.apply.observe import MARKER
 
 # What differs between two uninterrupted applies of the same lock into the same path, and why.
 # Content is left out, existence and mode are still compared.

@@ -1,6 +1,6 @@
 """Rollback and mix-and-match: a bundle carrying an older lock, a lock made older by a version
 the downgrade rule compares, and locks whose hashes were edited to point at another valid
-artifact and resealed (`Lock.dumps()` recomputes every content-hash, as an attacker editing a
+artifact and resealed (`dump_lock` recomputes every content-hash, as an attacker editing a
 lock would). The last kind cannot be told from a genuine lock by its content-hash: the
 question is whether the wrong file is installed silently."""
 
@@ -10,13 +10,14 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
-from tests.reliability import scenario
 from tests.reliability.harness import Result, World, clear, error_line
 from tests.reliability.inputs import _hub, _with_hub
 from tests.reliability.manifest import compare
-from tljh_lock.lock import model as lockfile
+from tests.support import apply_scenario as scenario
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock.kinds import release as release_lock
 from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.resolve.write import dumps as dump_lock
 
 # Cases that show a weakness of the tool, reported here until it is fixed; when one stops
 # reproducing, the run fails until it is taken off this list.
@@ -72,7 +73,7 @@ def older_bundle(world: World) -> list[Result]:
 def _tampered(world: World, name: str, change) -> Path:  # type: ignore[no-untyped-def]
     path = world.work / "tampered" / f"{name}.lock.toml"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(change(lockfile.load(world.fixture.locks["new"])).dumps())
+    path.write_text(dump_lock(change(lockfile.load(world.fixture.locks["new"]))))
     return path
 
 

@@ -1,9 +1,12 @@
-"""The applier: turn a lock (and the verified artifacts it names) into an installed TLJH.
-
-`plan.plan_apply` looks at the lock and the target root and lists the steps, each keyed by the
-hash of its inputs and judged done by what is on disk; `engine` runs the steps that are not
-done, under an exclusive flock, saving the state after each one. Every path goes through a
-`Layout` (the `--root` prefix), every subprocess through `tljh_lock.core.runner.run`.
+"""The applier: turn a lock (and the verified artifacts it names) into an installed TLJH. It
+observes, plans purely, then executes: `observe` reads everything of the server that planning
+needs; `plan` (pure) lists the steps, each keyed by the hash of its inputs and judged done by
+what was observed; `steps` are data; `actions/` make them done (the only side effects);
+`engine` runs the steps that are not done under an exclusive flock, saving the state after
+each one, then commits the generation, restarts what changed and collects garbage; `verify`
+reports drift. Every path goes through a `Layout` (the `--root` prefix), every subprocess
+through core/runner.py. May import store/ (the store's records), bundle/safe_archive.py (to
+open a bundle), lock/ and core/.
 
 What goes where (below --root):
 

@@ -37,8 +37,8 @@ def installed(prefix: Path) -> dict[str, str]:
 
 def locked(component: pip_lock.Component, target: Target) -> dict[str, str]:
     """Canonical name -> version of what the component installs on `target`."""
-    found = {canonicalize_name(p.name): p.version for p in component.packages
-             if p.applies_to(target)}
+    found: dict[str, str] = {canonicalize_name(p.name): p.version
+                             for p in component.packages if p.applies_to(target)}
     found.update({canonicalize_name(s.name): s.version for s in component.sources})
     return found
 

@@ -1,12 +1,13 @@
-"""apply, rollback, verify and status: the plan executed under the apply lock, with the state
-recorded after every step, so that an interrupted run resumes where it stopped."""
+"""apply, rollback and status: under the apply lock, observe the server, plan, and execute the
+plan's steps (through `actions`), recording the state after every step so that an interrupted
+run resumes where it stopped; then commit the generation, restart what changed and collect
+the directories no kept generation uses."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,25 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tljh_lock.apply import distributions, system_files
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
+from tljh_lock.apply.actions import execute, system
+from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.plan import (
-    Plan,
-    check_applicable,
-    downgrade_reasons,
-    plan_apply,
-    system_steps,
-)
+from tljh_lock.apply.observe import MARKER, observe, probe
+from tljh_lock.apply.plan import Plan, check_applicable, downgrade_reasons, plan, system_steps
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.state import Generation, State
-from tljh_lock.apply.steps import MARKER, Context, FileStep, Step
+from tljh_lock.apply.steps import FileStep, Step
 from tljh_lock.apply.tree import directory_hash
-from tljh_lock.apply.venv import probe
 from tljh_lock.core.errors import TljhLockError
-from tljh_lock.lock import model as lockfile
-from tljh_lock.store.cas import file_sha256
+from tljh_lock.core.files import file_sha256, write_atomic
+from tljh_lock.lock import file as lockfile
 
 KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
 RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")
@@ -66,36 +62,37 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
     # The apply lock creates the state directory: what can be refused is refused first.
     check_applicable(lock)
     if dry_run:  # no lock taken: taking it would create the state directory
-        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
-        _refuse_downgrade(plan, S.load(layout.state_dir), allow_downgrade)
-        return Outcome(plan, seconds=time.monotonic() - started)
-    with S.exclusive(layout.state_dir), _scratch(layout, source):
-        state = S.load(layout.state_dir)
-        plan = plan_apply(lock, lock_sha256, layout, source, interpreter)
-        _refuse_downgrade(plan, state, allow_downgrade)
-        outcome = Outcome(plan)
-        ctx = Context(layout, source, log)
-        _execute(plan.steps, ctx, state, outcome)
-        outcome.generation = _commit(layout, state, plan, lock_bytes, ctx)
-        outcome.restarted = _restart(layout, plan.steps, outcome.ran)
+        observed = observe(layout)
+        planned = plan(lock, lock_sha256, observed, interpreter, source)
+        _refuse_downgrade(planned, observed.state, allow_downgrade)
+        return Outcome(planned, seconds=time.monotonic() - started)
+    with S.exclusive(layout.state_dir), _scratch(layout, source) as scratch:
+        observed = observe(layout)
+        state = observed.state
+        planned = plan(lock, lock_sha256, observed, interpreter, source)
+        _refuse_downgrade(planned, state, allow_downgrade)
+        outcome = Outcome(planned)
+        ctx = Context(layout, source, log, scratch)
+        _execute(planned.steps, ctx, state, outcome)
+        outcome.generation = _commit(layout, state, planned, lock_bytes)
+        outcome.restarted = _restart(layout, planned.steps, outcome.ran, scratch)
         _collect_garbage(layout, state)
     outcome.seconds = time.monotonic() - started
     return outcome
 
 
 @contextmanager
-def _scratch(layout: Layout, source: ArtifactSource) -> Iterator[None]:
-    """Temporary files (the unpacked bundle, the wheel house, npm's cache, what pip and npm
-    make) go below the state directory, not TMPDIR: a killed run's leftovers are cleared by
-    the next run, under the apply lock, and a full disk is the root's, not a small /tmp's."""
+def _scratch(layout: Layout, source: ArtifactSource) -> Iterator[Path]:
+    """The run's temporary files (the unpacked bundle, the wheel house, npm's cache, what pip
+    and npm make: actions are given it, and it is their TMPDIR) go below the state directory,
+    not TMPDIR: a killed run's leftovers are cleared by the next run, under the apply lock,
+    and a full disk is the root's, not a small /tmp's."""
     scratch = layout.path(L.SCRATCH)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(mode=0o700, parents=True)
-    previous, tempfile.tempdir = tempfile.tempdir, str(scratch)
     try:
-        yield
+        yield scratch
     finally:
-        tempfile.tempdir = previous
         source.close()  # what it unpacked is in the scratch
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -125,8 +122,8 @@ def _kept_lock(layout: Layout, source: BundleSource) -> Path | None:
     return None
 
 
-def _refuse_downgrade(plan: Plan, state: State, allow_downgrade: bool) -> None:
-    reasons = downgrade_reasons(plan, state)
+def _refuse_downgrade(planned: Plan, state: State, allow_downgrade: bool) -> None:
+    reasons = downgrade_reasons(planned, state)
     if reasons and not allow_downgrade:
         raise TljhLockError(
             "this lock is older than the one applied: " + "; ".join(reasons),
@@ -141,7 +138,7 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
             continue
         ctx.log(f"{step.id}: {step.summary}")
         try:
-            step.execute(ctx)
+            execute(step, ctx)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -170,17 +167,18 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
     state.files = {path: record for path, record in state.files.items() if path in rendered}
 
 
-def _commit(layout: Layout, state: State, plan: Plan, lock_bytes: bytes, ctx: Context) -> int:
+def _commit(layout: Layout, state: State, planned: Plan, lock_bytes: bytes) -> int:
     """Record the generation now in use; a new number only if the lock or directories moved."""
     current = state.current_generation
-    if current is None or current.lock_sha256 != plan.lock_sha256 or current.dirs != plan.dirs:
+    if current is None or (current.lock_sha256, current.dirs) != (planned.lock_sha256,
+                                                                   planned.dirs):
         number = max((g.number for g in state.generations), default=0) + 1
-        S.write_atomic(S.lock_copy(layout.state_dir, number), lock_bytes, 0o644)
+        write_atomic(S.lock_copy(layout.state_dir, number), lock_bytes, exclusive=True)
         state.generations.append(Generation(
-            number, plan.lock_sha256, dict(plan.dirs), dict(plan.versions),
+            number, planned.lock_sha256, dict(planned.dirs), dict(planned.versions),
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
         state.current = number
-    for directory in plan.dirs.values():
+    for directory in planned.dirs.values():
         if directory not in state.trees:  # built before the state was lost
             state.trees[directory] = directory_hash(layout.path(f"{L.PREFIX}/{directory}"))
     S.save(layout.state_dir, state)
@@ -188,12 +186,13 @@ def _commit(layout: Layout, state: State, plan: Plan, lock_bytes: bytes, ctx: Co
     return state.current
 
 
-def _restart(layout: Layout, steps: list[Step], ran: list[str]) -> list[str]:
-    if not ran or not system_files.systemd_running(layout):
+def _restart(layout: Layout, steps: list[Step], ran: list[str], scratch: Path | None
+             ) -> list[str]:
+    if not ran or not system.systemd_running(layout):
         return []
     wanted = {unit for step in steps if step.id in ran for unit in step.restarts}
     units = [unit for unit in RESTART_ORDER if unit in wanted]
-    system_files.restart_units(units)
+    system.restart_units(units, scratch)
     return units
 
 
@@ -230,57 +229,13 @@ def rollback(layout: Layout, log: Log = lambda _: None) -> Generation:
             if not (layout.path(f"{L.PREFIX}/{directory}") / MARKER).exists():
                 raise TljhLockError(f"generation {previous.number}'s {directory} is gone",
                                     hint="apply that generation's lock again instead")
-        steps = system_steps(layout, previous.dirs)
+        steps = system_steps(observe(layout), previous.dirs)
         outcome = Outcome(Plan(previous.lock_sha256, steps, previous.dirs, previous.versions))
         _execute(steps, Context(layout, None, log), state, outcome)
         state.current = previous.number
         S.save(layout.state_dir, state)
-        _restart(layout, steps, outcome.ran)
+        _restart(layout, steps, outcome.ran, None)
         return previous
-
-
-def verify(layout: Layout) -> list[str]:
-    """Drift between what the state says was applied and what is on disk."""
-    state = S.load(layout.state_dir)
-    current = state.current_generation
-    if current is None:
-        return ["nothing has been applied here"]
-    problems = []
-    for path, recorded in sorted(state.files.items()):
-        target = layout.path(path)
-        try:
-            mode = f"{target.stat().st_mode & 0o7777:04o}"
-            digest = file_sha256(target)
-        except FileNotFoundError:
-            problems.append(f"{path}: missing")
-            continue
-        if digest != recorded["sha256"]:
-            problems.append(f"{path}: sha256 {digest}, applied {recorded['sha256']}")
-        if mode != recorded["mode"]:
-            problems.append(f"{path}: mode {mode}, applied {recorded['mode']}")
-    for step in system_steps(layout, current.dirs):
-        if not step.done and not isinstance(step, FileStep):
-            problems.append(f"{step.summary}: not in place")
-    for directory in sorted(current.dirs.values()):
-        path = layout.path(f"{L.PREFIX}/{directory}")
-        if not path.is_dir():
-            problems.append(f"{L.PREFIX}/{directory}: missing")
-            continue
-        actual = directory_hash(path)
-        if actual != state.trees.get(directory):
-            problems.append(f"{L.PREFIX}/{directory}: contents changed since it was built "
-                            f"({actual}, built {state.trees.get(directory)})")
-    user_key = state.steps.get("user-env")
-    if user_key is not None:
-        marker = layout.path(L.USER) / MARKER
-        if not marker.exists() or marker.read_text() != user_key:
-            problems.append(f"{L.USER}: not the user environment that was applied")
-    copy = S.lock_copy(layout.state_dir, current.number)
-    if not copy.exists() or file_sha256(copy) != current.lock_sha256:
-        problems.append(f"{copy}: missing or not the applied lock")
-    else:
-        problems += distributions.environment_problems(layout, lockfile.load(copy), current.dirs)
-    return problems
 
 
 def status(layout: Layout) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""Plan an apply: from the lock, the recorded state and what is on disk, the steps to run, each
-keyed by the hash of its inputs. Planning changes nothing; `--dry-run` prints the plan."""
+"""Plan an apply: from the lock and what `observe` saw on the server, the steps to run, each
+keyed by the hash of its inputs and judged done by what is on disk (a marker written last into
+a built directory, a file's hash, a link's target), which cannot disagree with a lost or stale
+state file. Pure: it reads nothing and changes nothing; `--dry-run` prints the plan."""
 
 from __future__ import annotations
 
@@ -9,28 +11,26 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
-from tljh_lock.apply import system_files, tljh
-from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.source import ArtifactSource
+from tljh_lock.apply import render, tljh
+from tljh_lock.apply.observe import Interpreter, Observed
 from tljh_lock.apply.state import State
 from tljh_lock.apply.steps import (
-    MARKER,
     EnableStep,
     FileStep,
     GroupStep,
     HubBuild,
     LinkStep,
+    PathsStep,
     ProxyBuild,
+    RetireProxyStep,
     Step,
     TokenStep,
+    TraefikConfigStep,
     UnpackBuild,
     UserEnvStep,
-    built_complete,
-    hash_of,
 )
-from tljh_lock.apply.venv import Interpreter, target_for, wheel_set
+from tljh_lock.apply.wheels import BuiltWheels, target_for, wheel_set
 from tljh_lock.core.errors import InputError
-from tljh_lock.inspect.export import package_lock as export_package_lock
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
@@ -55,6 +55,10 @@ COMPARED = ("jupyterhub", "the-littlest-jupyterhub", "traefik", "nodejs",
 JUPYTERHUB_UNIT = "jupyterhub.service"
 PROXY_UNIT = "configurable-http-proxy.service"
 TRAEFIK_UNIT = "traefik.service"
+
+
+def hash_of(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass
@@ -82,15 +86,15 @@ def check_applicable(lock: Lock) -> None:
                  "installed with `tljh-lock export --format conda-lock` and conda-lock")
 
 
-def plan_apply(lock: Lock, lock_sha256: str, layout: Layout, source: ArtifactSource,
-               interpreter: Interpreter) -> Plan:
-    """Steps are judged done by what is on disk (a marker written last into a built directory,
-    a file's hash, a link's target), which cannot disagree with a lost or stale state file."""
+def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpreter,
+         built: BuiltWheels) -> Plan:
+    """The steps that install `lock` (whose file has `lock_sha256`) with `interpreter`, the
+    wheels built from its sources taken from `built`."""
     hub = lock.components.get(HUB)
     if not isinstance(hub, pip_lock.Component):
         raise InputError(f"the lock has no pip component {HUB!r} (the hub environment)")
     target = target_for(hub.applicable_targets(lock.targets), interpreter, HUB)
-    wheels = wheel_set(hub, target, source, HUB)
+    wheels = wheel_set(hub, target, built, HUB)
     traefik = _release_file(lock, TRAEFIK, interpreter.arch)
     traefik_input = None
     if traefik is not None:
@@ -104,7 +108,7 @@ def plan_apply(lock: Lock, lock_sha256: str, layout: Layout, source: ArtifactSou
     steps: list[Step] = [HubBuild(
         id="hub", summary=f"hub environment {dirs['hub']}: {len(wheels.wheels)} wheels for "
         f"{target.name}" + (f", traefik {traefik[0].version}" if traefik else ""),
-        key=hub_key, done=built_complete(layout, dirs["hub"], hub_key),
+        key=hub_key, done=observed.markers.get(dirs["hub"]) == hub_key,
         restarts=(JUPYTERHUB_UNIT, TRAEFIK_UNIT), directory=dirs["hub"],
         python=interpreter.path, wheels=wheels, traefik=traefik_input)]
     node = _release_file(lock, NODEJS, interpreter.arch)
@@ -114,35 +118,35 @@ def plan_apply(lock: Lock, lock_sha256: str, layout: Layout, source: ArtifactSou
         dirs["node"] = f"node.{key[:16]}"
         steps.append(UnpackBuild(
             id="node", summary=f"Node.js {component.version} into {dirs['node']}", key=key,
-            done=built_complete(layout, dirs["node"], key), restarts=(PROXY_UNIT,),
+            done=observed.markers.get(dirs["node"]) == key, restarts=(PROXY_UNIT,),
             directory=dirs["node"], artifact=file.artifact, top_dir=file.top_dir))
     proxy = lock.components.get(PROXY)
     if proxy is not None:
-        steps.append(_proxy_step(lock, proxy, layout, dirs, interpreter.arch))
+        steps.append(_proxy_step(lock, proxy, observed, dirs, interpreter.arch))
     if USER_ENV in lock.components:
-        steps.append(_user_step(lock, layout, source, interpreter.arch, wheels.installer))
-    steps += system_steps(layout, dirs)
+        steps.append(_user_step(lock, observed, built, interpreter.arch, wheels.installer))
+    steps += system_steps(observed, dirs)
     return Plan(lock_sha256, steps, dirs, compared_versions(lock))
 
 
-def _proxy_step(lock: Lock, component: Component, layout: Layout, dirs: dict[str, str],
+def _proxy_step(lock: Lock, component: Component, observed: Observed, dirs: dict[str, str],
                 arch: str) -> Step:
     if not isinstance(component, npm_lock.Component):
         raise InputError(f"component {PROXY!r} is a {component.kind} component, not npm")
     if "node" not in dirs:
         raise InputError(f"component {PROXY!r} needs Node.js: the lock has no {NODEJS!r}")
-    project = tuple(sorted(export_package_lock.files(lock, PROXY).items()))
+    project = tuple(sorted(component.project_files().items()))
     tarballs = tuple(component.artifacts(lock.targets_for(arch), arch))
     key = hash_of("proxy", BUILD_VERSION, dirs["node"], *(text for _, text in project),
                   *(a.sha256 for a in tarballs))
     dirs["proxy"] = f"proxy.{key[:16]}"
     return ProxyBuild(
         id="proxy", summary=f"{component.summary()} into {dirs['proxy']}", key=key,
-        done=built_complete(layout, dirs["proxy"], key), restarts=(PROXY_UNIT,),
+        done=observed.markers.get(dirs["proxy"]) == key, restarts=(PROXY_UNIT,),
         directory=dirs["proxy"], node_dir=dirs["node"], project=project, tarballs=tarballs)
 
 
-def _user_step(lock: Lock, layout: Layout, source: ArtifactSource, arch: str,
+def _user_step(lock: Lock, observed: Observed, built: BuiltWheels, arch: str,
                hub_installer: Artifact) -> Step:
     component = lock.components[USER_ENV]
     if not isinstance(component, pip_lock.Component):
@@ -155,20 +159,14 @@ def _user_step(lock: Lock, layout: Layout, source: ArtifactSource, arch: str,
     if len(targets) != 1:
         raise InputError(f"component {USER_ENV!r} needs exactly one target for {arch}, the "
                          f"installer's python (it has {len(targets)})")
-    wheels = wheel_set(component, targets[0], source, USER_ENV, fallback_installer=hub_installer)
+    wheels = wheel_set(component, targets[0], built, USER_ENV, fallback_installer=hub_installer)
     key = hash_of("user", BUILD_VERSION, installer[1].artifact.sha256, *wheels.key_material)
     return UserEnvStep(
         id="user-env", summary=f"user environment {L.USER}: Miniforge {installer[0].version}, "
         f"{len(wheels.wheels)} wheels for {targets[0].name}", key=key,
-        done=_marker(layout, L.USER) == key, installer=installer[1].artifact,
+        done=observed.markers.get(L.USER.rsplit("/", 1)[1]) == key,
+        installer=installer[1].artifact,
         target=targets[0], wheels=wheels)
-
-
-def _marker(layout: Layout, directory: str) -> str | None:
-    try:
-        return (layout.path(directory) / MARKER).read_text()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def _release_file(
@@ -186,34 +184,45 @@ def _release_file(
     return component, file
 
 
-def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
-    """Groups, the proxy token, rendered files, TLJH's own files and links: what points at built
-    directories. Without configurable-http-proxy, the layout is TLJH 2.0's own two units."""
+def group_complete(observed: Observed, name: str) -> bool:
+    """In /etc/group, in /etc/gshadow where the system keeps one, and no residue of a killed
+    groupadd."""
+    return (name in observed.groups and (observed.gshadow is None or name in observed.gshadow)
+            and not observed.residue)
+
+
+def system_steps(observed: Observed, dirs: dict[str, str]) -> list[Step]:
+    """Groups, TLJH's paths, the proxy token, rendered files, traefik's configuration and
+    links: what points at built directories. Without configurable-http-proxy, the layout is
+    TLJH 2.0's own two units."""
     proxied = "proxy" in dirs
     steps: list[Step] = []
     for group in (L.USERS_GROUP, L.ADMINS_GROUP):
         steps.append(GroupStep(id=f"group:{group}", summary=f"group {group}",
                                key=hash_of("group", group),
-                               done=system_files.group_complete(layout, group), name=group))
-    steps.append(tljh.paths_step(layout))
+                               done=group_complete(observed, group), name=group))
+    # first: what apply writes below TLJH's directories gets their modes
+    steps.append(PathsStep(
+        id="tljh-paths", summary="TLJH's directories and files with TLJH's modes (state and "
+        "config 0700, installer.log 0500, config.yaml and traefik-api.secret 0600)",
+        key=hash_of("tljh-paths", *(f"{d} {m:o}" for d, m in sorted(tljh.DIRECTORIES.items()))),
+        done=not observed.tljh_paths))
     if proxied:
-        token = layout.path(system_files.PROXY_ENV)
-        steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token "
-                               f"{system_files.PROXY_ENV} (generated once, mode 0600)",
-                               key=hash_of("token"), done=token.exists(),
-                               restarts=(PROXY_UNIT, JUPYTERHUB_UNIT)))
+        steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token {render.PROXY_ENV}"
+                               " (generated once, mode 0600)", key=hash_of("token"),
+                               done=observed.token, restarts=(PROXY_UNIT, JUPYTERHUB_UNIT)))
     unit_hashes = []
-    for file in system_files.render_all(proxied):
+    for file in render.render_all(proxied):
         digest = hashlib.sha256(file.data).hexdigest()
         if file.path.startswith(L.UNIT_DIR):
             unit_hashes.append(f"{file.path} {digest}")
         steps.append(FileStep(
             id=f"file:{file.path}", summary=f"{file.path} mode {file.mode:04o} sha256 {digest}",
             key=hash_of("file", digest, oct(file.mode)),
-            done=system_files.file_matches(layout, file), restarts=_restarted_by(file.path),
-            file=file))
+            done=observed.files.get(file.path) == (digest, file.mode),
+            restarts=_restarted_by(file.path), file=file))
     # before the links: a configuration TLJH refuses to render leaves the previous generation
-    steps += tljh.steps(layout, dirs)
+    steps += _tljh_steps(observed, dirs)
     links = {L.HUB: dirs["hub"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"}
     if "node" in dirs:
         links[L.NODE] = dirs["node"]
@@ -222,13 +231,31 @@ def system_steps(layout: Layout, dirs: dict[str, str]) -> list[Step]:
     for link, target in sorted(links.items()):
         steps.append(LinkStep(
             id=f"link:{link}", summary=f"{link} -> {target}", key=hash_of("link", link, target),
-            done=system_files.read_link(layout, link) == target,
+            done=observed.links.get(link) == target,
             restarts=_restarted_by(link), link=link, target=target))
-    units = system_files.units(proxied)
+    units = render.units(proxied)
     steps.append(EnableStep(id="enable", summary=f"enable {', '.join(units)}",
-                            key=hash_of("enable", *unit_hashes), done=_enabled(layout, units),
-                            units=units))
+                            key=hash_of("enable", *unit_hashes),
+                            done=set(units) <= observed.enabled, units=units))
     return steps
+
+
+def _tljh_steps(observed: Observed, dirs: dict[str, str]) -> list[Step]:
+    """traefik's configuration rendered by TLJH; the proxy's unit retired without the proxy."""
+    render_key = hash_of("tljh-traefik", dirs["hub"])
+    found: list[Step] = [TraefikConfigStep(
+        id="tljh-traefik", summary=f"traefik's configuration rendered by TLJH "
+        f"(tljh.traefik of {L.PREFIX}/{dirs['hub']})", key=render_key,
+        done=observed.traefik_rendered_by == render_key,
+        # TLJH's render empties rules/rules.toml, where its hub keeps its routes: without the
+        # proxy the hub restarts too and writes them again, as after TLJH's installer
+        restarts=(TRAEFIK_UNIT,) if "proxy" in dirs else (TRAEFIK_UNIT, JUPYTERHUB_UNIT),
+        python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")]
+    if "proxy" not in dirs and observed.proxy_unit:
+        found.append(RetireProxyStep(
+            id=f"retire:{PROXY_UNIT}", summary=f"remove {PROXY_UNIT} (TLJH's two-unit layout "
+            "has no proxy of its own)", key=hash_of("retire", PROXY_UNIT), done=False))
+    return found
 
 
 def _restarted_by(path: str) -> tuple[str, ...]:
@@ -236,16 +263,11 @@ def _restarted_by(path: str) -> tuple[str, ...]:
         return (JUPYTERHUB_UNIT, TRAEFIK_UNIT)
     if path in (L.NODE, L.PROXY) or path.endswith(PROXY_UNIT):
         return (PROXY_UNIT,)
-    if path.endswith(JUPYTERHUB_UNIT) or path == system_files.HUB_CONFIG:
+    if path.endswith(JUPYTERHUB_UNIT) or path == render.HUB_CONFIG:
         return (JUPYTERHUB_UNIT,)
     if path.endswith(TRAEFIK_UNIT):
         return (TRAEFIK_UNIT,)
     return ()
-
-
-def _enabled(layout: Layout, units: tuple[str, ...]) -> bool:
-    wants = layout.path(f"{L.UNIT_DIR}/multi-user.target.wants")
-    return all((wants / unit).is_symlink() for unit in units)
 
 
 def compared_versions(lock: Lock) -> dict[str, str]:

@@ -6,17 +6,16 @@ when a step needs an artifact: a no-op apply reads just the bundle's manifest.""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import IntegrityError, TljhLockError
+from tljh_lock.core.files import file_sha256
 from tljh_lock.lock.kinds.pip import Source
 from tljh_lock.lock.model import Artifact
-from tljh_lock.store.cas import file_sha256
+from tljh_lock.store.cas import Store
 
 
 class ArtifactSource:
@@ -31,28 +30,32 @@ class ArtifactSource:
     @classmethod
     def from_store(cls, store: Path) -> ArtifactSource:
         """The store of `fetch`/`bundle`, with its records of built wheels and source pins."""
+        records = Store(store)
         built: dict[str, Artifact] = {}
-        for record in _records(store / "built"):
+        for record in records.records("built"):
             built[str(record["source-sha256"])] = Artifact(
                 str(record["name"]), "", int(record["size"]), str(record["sha256"]))
         sources = {f"{r['name']}-{r['commit']}": str(r["sha256"])
-                   for r in _records(store / "sources")}
+                   for r in records.records("sources")}
         return cls(store, built, sources)
 
-    @property
-    def directory(self) -> Path:
+    def directory(self, scratch: Path | None) -> Path:
+        """The directory holding `sha256/<hex>`."""
         assert self._directory is not None
         return self._directory
 
-    def path(self, artifact: Artifact) -> Path:
-        path = self.directory / "sha256" / artifact.sha256
+    def path(self, artifact: Artifact, scratch: Path | None = None) -> Path:
+        """The file of `artifact`, rehashed on first use. `scratch`: where the run keeps its
+        temporary files (a bundle is unpacked there)."""
+        directory = self.directory(scratch)
+        path = directory / "sha256" / artifact.sha256
         if artifact.sha256 in self._verified:
             return path
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             raise TljhLockError(
-                f"{artifact.name} (sha256 {artifact.sha256}) is not in {self.directory}",
+                f"{artifact.name} (sha256 {artifact.sha256}) is not in {directory}",
                 hint="fetch it first (`tljh-lock fetch`), or apply from a bundle made for this "
                      "platform",
             ) from None
@@ -87,16 +90,6 @@ class ArtifactSource:
         """Remove what was unpacked for this run."""
 
 
-def _records(directory: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-        except ValueError:
-            continue  # a damaged record is a cache miss, as in the store
-    return records
-
-
 class BundleSource(ArtifactSource):
     """A bundle, unpacked into a temporary directory on first use."""
 
@@ -113,16 +106,12 @@ class BundleSource(ArtifactSource):
     def lock_sha256(self) -> str:
         return self.manifest.lock.sha256
 
-    @property
-    def directory(self) -> Path:
+    def directory(self, scratch: Path | None) -> Path:
         if self._directory is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="tljh-lock-bundle-"))
+            self._tmp = Path(tempfile.mkdtemp(prefix="tljh-lock-bundle-", dir=scratch))
             safe_archive.extract(self.bundle, self._tmp / "bundle", self.lock_sha256)
             self._directory = self._tmp / "bundle"
         return self._directory
-
-    def lock_file(self) -> Path:
-        return self.directory / safe_archive.LOCK_NAME
 
     def verify(self) -> bytes:
         """Check the whole bundle without unpacking it; the lock's bytes."""

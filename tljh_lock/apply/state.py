@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tljh_lock.core.errors import InputError, TljhLockError
+from tljh_lock.core.files import write_atomic
 
 STATE_VERSION = 1
 
@@ -98,26 +99,7 @@ def load(state_dir: Path) -> State:
 
 def save(state_dir: Path, state: State) -> None:
     write_atomic(state_file(state_dir),
-                 (json.dumps(state.to_dict(), indent=2) + "\n").encode(), 0o644)
-
-
-def write_atomic(path: Path, data: bytes, mode: int,
-                 owner: tuple[int, int] | None = None) -> None:
-    """Replace `path` so that a reader (or a crash) sees the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One name, not one per process (writers hold the apply lock): a run killed before the
-    # rename leaves a file that the next write of `path` reuses, rather than one per kill.
-    tmp = path.with_name(f".{path.name}.tljh-lock-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        if owner is not None:
-            os.fchown(fd, *owner)
-        os.fchmod(fd, mode)  # the umask must not loosen or tighten what we ask for
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+                 (json.dumps(state.to_dict(), indent=2) + "\n").encode(), exclusive=True)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from tljh_lock.store.cas import file_sha256
+from tljh_lock.core.files import file_sha256
 
 # Written by python at run time, not by the install.
 _SKIPPED_DIRS = {"__pycache__"}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
+from tljh_lock.core.files import CHUNK, sha256_stream
 from tljh_lock.store.cas import disk_full, json_bytes
 
 FORMAT = "tljh-lock-bundle"
@@ -39,7 +40,6 @@ MEMBER_NAME = re.compile(
 EXECUTABLE = (PYZ_NAME,)
 MAX_MANIFEST_BYTES = 16 << 20
 _HEX = re.compile(r"^[0-9a-f]{64}$")
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ def _read_members(tar: tarfile.TarFile, where: str, manifest: Manifest,
                 kept[name] = reader.read()
                 actual = hashlib.sha256(kept[name]).hexdigest()
             else:
-                actual = _digest(reader)
+                actual = sha256_stream(reader)[0]
             if expected is not None and actual != expected.sha256:
                 raise _refuse(where, name, f"sha256 {actual}, the manifest lists "
                                            f"{expected.sha256}")
@@ -295,13 +295,6 @@ def _read_members(tar: tarfile.TarFile, where: str, manifest: Manifest,
     finally:
         if root is not None:
             os.close(root)
-
-
-def _digest(reader: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: reader.read(CHUNK), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_one(root: int, name: str, reader: IO[bytes], mode: int) -> str:

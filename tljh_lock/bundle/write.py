@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import tarfile
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,12 +36,12 @@ from tljh_lock.bundle.safe_archive import (
     Manifest,
 )
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
-from tljh_lock.lock import model as lockfile
+from tljh_lock.core.files import CHUNK, replacing, sha256_file
+from tljh_lock.core.targets import PLATFORMS
+from tljh_lock.lock import file as lockfile
 from tljh_lock.store import build_wheels
-from tljh_lock.store.cas import CHUNK, disk_full, json_bytes, sha256_file
+from tljh_lock.store.cas import disk_full, json_bytes
 from tljh_lock.store.fetch import Fetcher, FetchReport, fetch_lock
-
-PLATFORMS = ("x86_64", "aarch64", "all")
 
 
 @dataclass
@@ -111,23 +107,24 @@ def write_bundle(lock_path: Path, platform: str, output: Path, fetcher: Fetcher)
     manifest = Manifest(
         platform=platform, lock=lock_entry, tool_version=__version__,
         members={name: entry for name, (entry, _) in contents.items()},
-        built={b.source_sha256: Entry(b.wheel.name, b.wheel.sha256, b.wheel.size)
-               for b in built},
+        built={b.source_sha256: Entry(b.wheel.name, b.wheel.sha256, b.size) for b in built},
         sources=sources)
     manifest_bytes = manifest.dumps()
     members = {MANIFEST_NAME: (Entry(MANIFEST_NAME, "", len(manifest_bytes)), manifest_bytes),
                **contents}
-    with _replacing(output) as tmp_path:
+    # Replaced only when complete: a failed run leaves the previous bundle (or none).
+    with replacing(output, 0o644) as out:
         try:
-            with tarfile.open(tmp_path, "w", format=tarfile.USTAR_FORMAT) as tar:
+            with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 for name in sorted(members):
                     entry, source = members[name]
                     _add_member(tar, entry, source)
+            out.flush()
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise disk_full(output.parent, str(output)) from None
             raise
-        sha256, size = sha256_file(tmp_path)
+    sha256, size = sha256_file(output)
     return BundleResult(output, sha256, size, manifest, fetched)
 
 
@@ -178,18 +175,3 @@ class _Hashing:
         self.digest.update(chunk)
         self.size += len(chunk)
         return chunk
-
-
-@contextmanager
-def _replacing(output: Path) -> Iterator[Path]:
-    """A temporary file beside `output`, renamed over it only when the block succeeds."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """`tljh-lock.pyz`: the tool as one file that a server's bare python3 (3.9+) runs.
 
-The archive holds the `tljh_lock` package this interpreter imports (modules and package data,
-no bytecode) and its pure-Python runtime dependencies, vendored at the top level of the zip so
-they win over whatever the server has installed.
+The archive holds the server side of the `tljh_lock` package this interpreter imports (modules
+and package data, no bytecode; not `tljh_lock.MAINTAINER_SIDE`) and its pure-Python runtime
+dependencies, vendored at the top level of the zip so they win over whatever the server has
+installed.
 
 Where the vendored code comes from: the wheels pinned in `VENDORED` below, by URL, size and
 sha256, fetched into the store like any lock artifact (through the mirror map and the store
@@ -63,15 +64,26 @@ sys.exit(main())
 '''
 
 
-def _package_files() -> dict[str, bytes]:
+def carried(rel: str) -> bool:
+    """Whether the zipapp holds the package file `rel` (`tljh_lock/...`): not bytecode, and
+    not the maintainer side, which needs what a server lacks."""
+    module = rel[:-len(".py")] if rel.endswith(".py") else rel
+    dotted = module.replace("/", ".")
+    return ("__pycache__" not in rel.split("/") and not rel.endswith(".pyc")
+            and not any(dotted == side or dotted.startswith(side + ".")
+                        for side in tljh_lock.MAINTAINER_SIDE))
+
+
+def package_files() -> dict[str, bytes]:
+    """The package's files the zipapp carries: modules and package data (templates) alike."""
     package = Path(tljh_lock.__file__).parent
     if not package.is_dir():
         raise InputError(f"{package}: build the zipapp from an installed tljh_lock, not a zip")
     found = {}
     for path in package.rglob("*"):
         rel = path.relative_to(package.parent).as_posix()
-        if "__pycache__" not in path.parts and path.suffix != ".pyc" and path.is_file():
-            found[rel] = path.read_bytes()  # modules and package data (templates) alike
+        if path.is_file() and carried(rel):
+            found[rel] = path.read_bytes()
     return found
 
 
@@ -93,7 +105,7 @@ def _wheel_files(store: Store) -> dict[str, bytes]:
 
 def build(store: Store) -> bytes:
     """The zipapp's bytes."""
-    entries = {**_wheel_files(store), **_package_files(), "__main__.py": MAIN}
+    entries = {**_wheel_files(store), **package_files(), "__main__.py": MAIN}
     buffer = io.BytesIO()
     buffer.write(SHEBANG)
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:

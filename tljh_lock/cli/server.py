@@ -1,4 +1,4 @@
-"""The server admin's commands: apply, verify, status, rollback (wired into cli.py)."""
+"""The server admin's commands: apply, verify, status, rollback."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tljh_lock.apply import engine, tljh
+from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
-from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError
+from tljh_lock.apply.verify import managed, verify
+from tljh_lock.cli.common import DEFAULT_LOCK, Subcommands, Verb, progress_log, quiet
+from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, InputError, UpstreamError
+from tljh_lock.store.cas import Store, default_path
 
-DEFAULT_LOCK = Path("locks/tljh.lock.toml")
+if TYPE_CHECKING:
+    from tljh_lock.lock.model import Artifact
+    from tljh_lock.store.fetch import Fetcher
 
 
 def _add_root(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +28,7 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def add_apply_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_apply(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "apply", help="install TLJH strictly from the lock",
         description="Plan, then install the hub environment, traefik, Node.js, the proxy, the "
@@ -54,7 +60,7 @@ def add_apply_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                    "traefik, Node.js or proxy version, or an earlier generation's lock)")
 
 
-def add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_verify(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("verify", help="report drift from what was applied",
                        description="Rehash the rendered files and built directories, check "
                        "that every locked distribution is installed at its version, check "
@@ -64,21 +70,16 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     _add_root(p)
 
 
-def add_status_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_status(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", help="show the applied lock and the generation history")
     _add_root(p)
 
 
-def add_rollback_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_rollback(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("rollback", help="return to the previous generation",
                        description="Point the hub, Node.js and proxy links back at the previous "
                        "generation's directories, re-render the files and restart the services.")
     _add_root(p)
-
-
-def _log(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    quiet = args.json or getattr(args, "quiet", False)
-    return (lambda _: None) if quiet else (lambda line: print(line, file=sys.stderr))
 
 
 def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
@@ -87,11 +88,10 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
         if args.mirror or args.store_mirror or args.store:
             raise InputError("--bundle holds everything: it takes no --store or mirrors")
         return None, BundleSource(args.bundle)
-    from tljh_lock.store.cas import Store, default_path
-
     store = Store(args.store or default_path())
     if args.mirror or args.mirror_config or args.store_mirror:
-        from tljh_lock.lock import model as lockfile
+        # Imported only here: urllib3 alone costs a no-op apply ~0.2 s of start-up.
+        from tljh_lock.lock import file as lockfile
         from tljh_lock.store import build_wheels
         from tljh_lock.store.fetch import Fetcher, fetch_lock, progress_wanted
         from tljh_lock.upstream import mirrors
@@ -101,8 +101,36 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, ArtifactSource]:
         fetcher = Fetcher(store, mirrors.from_options(args.mirror_config, args.mirror),
                           args.store_mirror, progress=progress_wanted(args.json))
         _, records = fetch_lock(lock, arch, fetcher)
-        build_wheels.build(lock, arch, fetcher, records)
+        build_wheels.build(lock, arch, fetcher, records, _mirror_builds(fetcher))
     return args.lock, ArtifactSource.from_store(store.root)
+
+
+def _mirror_builds(fetcher: Fetcher) -> dict[str, tuple[str, Artifact]]:
+    """input sha256 -> (store mirror, wheel) for the wheels that the store mirrors which are
+    unpacked bundles list in their manifest as built (the first mirror listing one wins)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    from tljh_lock.bundle import safe_archive
+    from tljh_lock.lock.model import Artifact
+    from tljh_lock.store.fetch import mirror_document
+
+    found = {}
+    for mirror in reversed(fetcher.store_mirrors):
+        try:
+            data = mirror_document(fetcher, mirror, safe_archive.MANIFEST_NAME,
+                                   safe_archive.MAX_MANIFEST_BYTES)
+        except UpstreamError:
+            continue  # a store rather than an unpacked bundle: nothing is listed as built
+        where = f"{mirror}/{safe_archive.MANIFEST_NAME}"
+        manifest = safe_archive.parse_manifest(data, where)
+        for key, entry in manifest.built.items():
+            try:
+                parse_wheel_filename(entry.name)
+            except InvalidWheelFilename:
+                raise InputError(f"{where}: built[{key}]: {entry.name!r} is not a wheel's name",
+                                 hint="the mirror is damaged: unpack its bundle again") from None
+            found[key] = (mirror, Artifact(entry.name, "", entry.size, entry.sha256))
+    return found
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -110,7 +138,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
                                dry_run=args.dry_run, allow_downgrade=args.allow_downgrade,
-                               log=_log(args))
+                               log=progress_log(args))
     finally:
         source.close()
     layout = Layout(args.root)
@@ -123,7 +151,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             mark = "keep" if step.done else "run "
             print(f"  [{mark}] {step.id}: {step.summary} (key {step.key[:16]})")
         print(f"{len(outcome.plan.pending)} of {len(outcome.plan.steps)} steps would run")
-    elif not getattr(args, "quiet", False):
+    elif not quiet(args):
         what = f"{len(outcome.ran)} steps ran" if outcome.ran else "nothing to do"
         print(f"generation {outcome.generation} (lock sha256 {outcome.plan.lock_sha256}): "
               f"{what} in {outcome.seconds:.2f} s")
@@ -134,19 +162,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     layout = Layout(args.root)
-    problems = engine.verify(layout)
-    managed = tljh.managed(layout)  # TLJH's and the admin's: not drift
+    problems = verify(layout)
+    tljh_managed = managed(layout)  # TLJH's and the admin's: not drift
     if args.json:
-        print(json.dumps({"ok": not problems, "drift": problems, "tljh-managed": managed},
+        print(json.dumps({"ok": not problems, "drift": problems, "tljh-managed": tljh_managed},
                          indent=2))
     else:
         for line in problems:
             print(f"drift: {line}", file=sys.stderr)
-        if not getattr(args, "quiet", False):
+        if not quiet(args):
             if not problems:
                 print(f"{args.root}: as applied")
-            if managed:
-                print(f"managed by TLJH (tljh-config), not compared: {', '.join(managed)}")
+            if tljh_managed:
+                print(f"managed by TLJH (tljh-config), not compared: {', '.join(tljh_managed)}")
     return EXIT_FAILURE if problems else EXIT_OK
 
 
@@ -175,10 +203,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    generation = engine.rollback(Layout(args.root), log=_log(args))
+    generation = engine.rollback(Layout(args.root), log=progress_log(args))
     if args.json:
         print(json.dumps(generation.to_dict(), indent=2))
-    elif not getattr(args, "quiet", False):
+    elif not quiet(args):
         print(f"rolled back to generation {generation.number} (lock sha256 "
               f"{generation.lock_sha256})")
     return EXIT_OK
+
+
+VERBS = (Verb("apply", add_apply, cmd_apply), Verb("verify", add_verify, cmd_verify),
+         Verb("status", add_status, cmd_status), Verb("rollback", add_rollback, cmd_rollback))

@@ -5,7 +5,7 @@ from __future__ import annotations
 # Exit codes, documented in `tljh-lock --help`.
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found a problem (stale lock, failed check, drift)
-EXIT_USAGE = 2  # bad command line (argparse's own code)
+EXIT_USAGE = 2  # bad command line (argparse's own code), or a command this tljh-lock lacks
 EXIT_INPUT = 3  # malformed recipe, lock, bundle or mirror map
 EXIT_UPSTREAM = 4  # an upstream or mirror failed or served something unexpected
 EXIT_INTEGRITY = 5  # a hash or size did not match
@@ -25,6 +25,10 @@ class TljhLockError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
 
+class UsageError(TljhLockError):
+    exit_code = EXIT_USAGE
+
+
 class InputError(TljhLockError):
     exit_code = EXIT_INPUT
 
@@ -36,6 +40,3 @@ class UpstreamError(TljhLockError):
 class IntegrityError(TljhLockError):
     exit_code = EXIT_INTEGRITY
 
-
-class CheckFailed(TljhLockError):
-    exit_code = EXIT_FAILURE

@@ -26,7 +26,8 @@ _NO_GLOBAL_NPMRC = "/dev/null/npmrc"
 _NO_SPACE = "No space left on device"  # strerror(ENOSPC), as Python, pip and npm print it
 
 
-def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def clean_environment(extra: Mapping[str, str] | None = None,
+                      tmpdir: Path | None = None) -> dict[str, str]:
     env = {key: os.environ[key] for key in _KEPT if key in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("LANG", "C.UTF-8")
@@ -39,7 +40,8 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "NPM_CONFIG_USERCONFIG": os.devnull,
             "NPM_CONFIG_GLOBALCONFIG": _NO_GLOBAL_NPMRC,
             "PYTHONDONTWRITEBYTECODE": "1",
-            "TMPDIR": tempfile.gettempdir(),  # the apply's scratch while one runs
+            # where the tool may make temporary files: the apply's scratch while one runs
+            "TMPDIR": str(tmpdir) if tmpdir is not None else tempfile.gettempdir(),
         }
     )
     if extra:
@@ -55,12 +57,14 @@ def run(
     what: str,
     check: bool = True,
     timeout: float | None = None,
+    tmpdir: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a tool; on failure raise an error naming `what` with the tool's own last words."""
+    """Run a tool; on failure raise an error naming `what` with the tool's own last words.
+    `tmpdir` is the tool's TMPDIR (default: this process's temporary directory)."""
     args = [str(arg) for arg in argv]
     try:
         result = subprocess.run(
-            args, env=clean_environment(env), cwd=cwd, text=True, capture_output=True,
+            args, env=clean_environment(env, tmpdir), cwd=cwd, text=True, capture_output=True,
             timeout=timeout, check=False,
         )
     except FileNotFoundError:

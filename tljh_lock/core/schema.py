@@ -53,20 +53,20 @@ class Table:
             self.fail(f"expected {names}, found {type(value).__name__} {value!r}", key)
         return value
 
-    def str(self, key: str, optional: bool = False) -> Any:
+    def string(self, key: str, optional: bool = False) -> Any:
         value = self._get(key, str, optional)
         if value is not None and not value:
             self.fail("must not be empty", key)
         return value
 
-    def int(self, key: str, optional: bool = False) -> Any:
+    def integer(self, key: str, optional: bool = False) -> Any:
         value = self._get(key, int, optional)
         if value is not None and value < 0:
             self.fail("must not be negative", key)
         return value
 
     def strings(self, key: str, optional: bool = False) -> list[str]:
-        value = self._get(key, list, optional)
+        value: list[str] | None = self._get(key, list, optional)
         if value is None:
             return []
         for index, item in enumerate(value):
@@ -86,13 +86,13 @@ class Table:
     # Values with a grammar.
 
     def url(self, key: str, optional: bool = False) -> Any:
-        value = self.str(key, optional)
+        value = self.string(key, optional)
         if value is not None and not value.startswith("https://"):
             self.fail(f"{value!r} is not a canonical https:// URL", key)
         return value
 
     def file_name(self, key: str) -> str:
-        value = self.str(key)
+        value: str = self.string(key)
         if not _SAFE_FILE_NAME.match(value) or ".." in value:
             self.fail(f"{value!r} is not a plain file name", key)
         return value
@@ -100,13 +100,13 @@ class Table:
     def sha256(self, key: str = "hashes") -> str:
         hashes = self.table(key)
         assert hashes is not None
-        value = hashes.str("sha256")
+        value: str = hashes.string("sha256")
         if not _SHA256.match(value):
             hashes.fail(f"{value!r} is not a lowercase hex sha256", "sha256")
         return value
 
     def version(self, key: str) -> str:
-        value = self.str(key)
+        value: str = self.string(key)
         try:
             Version(value)
         except InvalidVersion:
@@ -114,7 +114,7 @@ class Table:
         return value
 
     def specifier(self, key: str, optional: bool = False) -> Any:
-        value = self.str(key, optional)
+        value = self.string(key, optional)
         if value is not None:
             try:
                 SpecifierSet(value)

@@ -13,6 +13,7 @@ from typing import Any
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
 ARCHES = ("x86_64", "aarch64")
+PLATFORMS = (*ARCHES, "all")  # what `fetch` and `bundle` take: one arch, or every one
 
 # name -> (system python X.Y.Z, glibc X.Y); the python patch level only matters to markers.
 DISTRIBUTIONS: dict[str, tuple[str, str]] = {

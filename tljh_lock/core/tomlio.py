@@ -1,4 +1,5 @@
-"""TOML in (stdlib or tomli) and out (tomli-w, maintainer side only)."""
+"""TOML in: tomllib, or tomli on the servers' older pythons. (Writing TOML is the maintainer
+side's: resolve/write.py, export/pylock.py.)"""
 
 from __future__ import annotations
 
@@ -30,8 +31,3 @@ def load(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not UTF-8: {exc}") from None
     return loads(text, str(path))
 
-
-def dumps(data: dict[str, Any]) -> str:
-    import tomli_w  # maintainer-only: the applier never writes TOML
-
-    return tomli_w.dumps(data, multiline_strings=False, indent=2)

@@ -2,19 +2,25 @@
 
 `targets.toml` names the install targets; every other `NAME.toml` is the recipe of component
 NAME, with a `kind` saying which resolver reads it. A recipe's hash (sha256 of its bytes) is
-recorded in the lock so that `check` can name the recipe that changed without resolving.
+recorded in the lock so that `check` can name the recipe that changed without resolving, and a
+`same-version` rule ties a pip recipe's packages to another component's versions, which
+`update` applies and `check` proves.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from tljh_lock.core import tomlio
 from tljh_lock.core.errors import InputError
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
+from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import parse_targets
 
 TARGETS_FILE = "targets.toml"
@@ -57,10 +63,49 @@ def load(directory: Path) -> RecipeSet:
             continue
         table = Table(tomlio.load(path), "", str(path))
         recipes[path.stem] = Recipe(
-            name=path.stem, kind=table.str("kind"), file=path.name,
+            name=path.stem, kind=table.string("kind"), file=path.name,
             hash=file_hash(path.read_bytes()), table=table,
             after=tuple(table.strings("after", optional=True)),
         )
     if not recipes:
         raise InputError(f"{directory}: no recipes (*.toml besides {TARGETS_FILE})")
     return RecipeSet(directory, targets, file_hash(targets_bytes), recipes)
+
+
+@dataclass(frozen=True)
+class SameVersion:
+    """`same-version = { component = "hub", packages = ["jupyterhub"] }`: these packages are
+    pinned at the version the other component locked (the user env's jupyterhub must be the
+    hub's, or single-user servers and the hub disagree on their API)."""
+
+    component: str
+    packages: tuple[str, ...]
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> SameVersion | None:
+        table = recipe.table.table("same-version", optional=True)
+        if table is None:
+            return None
+        component = table.string("component")
+        if component not in recipe.after:
+            recipe.table.fail(f"same-version takes pins from {component!r}: list it in `after`",
+                              "after")
+        packages = tuple(str(canonicalize_name(name)) for name in table.strings("packages"))
+        if not packages:
+            table.fail("no packages", "packages")
+        return cls(component, packages)
+
+    def pins(self, components: Mapping[str, object], where: str) -> list[str]:
+        """`name==version` for each package, at the version `components[component]` has."""
+        other = components.get(self.component)
+        if not isinstance(other, pip_lock.Component):
+            raise InputError(f"{where}: same-version: {self.component!r} is not a pip component")
+        versions = other.versions()
+        pins = []
+        for name in self.packages:
+            found = versions.get(name, ())
+            if len(found) != 1:
+                raise InputError(f"{where}: same-version: {self.component} pins {name} at "
+                                 f"{', '.join(found) or 'no version'}; exactly one is needed")
+            pins.append(f"{name}=={found[0]}")
+        return pins

@@ -15,7 +15,7 @@ import datetime
 import hashlib
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 from tljh_lock.core.errors import IntegrityError, UpstreamError
 from tljh_lock.core.targets import Target
+from tljh_lock.lock import model
 from tljh_lock.lock.kinds.conda import PLATFORMS, Component, CondaPackage
 from tljh_lock.lock.recipes import Recipe
 from tljh_lock.upstream import pypi as pypi_index
@@ -73,7 +74,7 @@ class CondaRecipe:
             if platform not in PLATFORMS.values():
                 table.fail(f"unknown platform {platform!r} (known: "
                            f"{', '.join(sorted(PLATFORMS.values()))})", f"platforms[{index}]")
-        glibc = table.str("glibc")
+        glibc = table.string("glibc")
         if not _GLIBC.match(glibc):
             table.fail(f"{glibc!r} is not a glibc version like 2.31", "glibc")
         return cls(recipe.file, recipe.hash, tuple(channels), tuple(specs),
@@ -81,9 +82,10 @@ class CondaRecipe:
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str],
-                   resolved: dict[str, object]) -> Component:
-    return resolve(CondaRecipe.from_recipe(recipe), client, previous, set(upgrade))
+                   previous: model.Component | None, upgrade: set[str],
+                   resolved: Mapping[str, model.Component]) -> Component:
+    own = previous if isinstance(previous, Component) else None
+    return resolve(CondaRecipe.from_recipe(recipe), client, own, set(upgrade))
 
 
 def resolve(recipe: CondaRecipe, client: Client, previous: Component | None,

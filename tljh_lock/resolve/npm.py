@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,13 +28,14 @@ from packaging.utils import canonicalize_name
 from tljh_lock.core import runner
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError, UpstreamError
 from tljh_lock.core.targets import Target
-from tljh_lock.inspect.export import package_lock as export_package_lock
+from tljh_lock.lock import model
 from tljh_lock.lock.kinds.npm import (
     FLAGS,
     NAME,
     PATH,
     Component,
     Package,
+    json_text,
     resolved_versions,
     string_map,
     tarball_file_name,
@@ -43,7 +43,7 @@ from tljh_lock.lock.kinds.npm import (
 )
 from tljh_lock.lock.model import Artifact
 from tljh_lock.lock.recipes import Recipe
-from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.http import Client, system_ca_file
 from tljh_lock.upstream.mirrors import MirrorMap
 
 DEFAULT_REGISTRY = "https://registry.npmjs.org/"
@@ -65,8 +65,9 @@ _SRI_ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
 
 # npm's semver, as npm-install-checks calls it to raise EBADENGINE.
 _SATISFIES_JS = """
-const [semverPath, inputPath] = process.argv.slice(1)
-const semver = require(semverPath)
+const [npmHome, inputPath] = process.argv.slice(1)
+// the semver npm itself loads: bundled in npm's node_modules, or Debian's shared copy
+const semver = require(require.resolve('semver', {paths: [npmHome]}))
 const {version, ranges} = JSON.parse(require('fs').readFileSync(inputPath, 'utf8'))
 const opts = {includePrerelease: true}
 process.stdout.write(JSON.stringify(ranges.map(range => semver.satisfies(version, range, opts))))
@@ -98,7 +99,7 @@ class NpmRecipe:
         registry = table.url("registry", optional=True) or DEFAULT_REGISTRY
         if not registry.endswith("/"):
             table.fail(f"{registry!r} must end with /", "registry")
-        node = table.str("node", optional=True)
+        node = table.string("node", optional=True)
         if node is not None and not _is_plain_version(node):
             table.fail(f"{node!r} is not a Node.js version like 22.12.0", "node")
         dependencies = string_map(table, "dependencies")
@@ -161,20 +162,11 @@ def resolve(recipe: NpmRecipe, targets: list[Target], client: Client,
     )
     component.resolves = resolved_versions(tree, "", component.root_requirements())
     # What `check` would reject is never written: npm's tree must be closed as it stands.
-    problems = component.prove(targets)
+    problems = component.problems(targets)
     if problems:
         raise UpstreamError(f"{recipe.where}: the tree npm resolved is not installable: "
                             + "; ".join(problems))
     return component
-
-
-def system_ca_file() -> str | None:
-    """The CA bundle the system trusts, for node (which otherwise knows only its own)."""
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 def run_npm(recipe: NpmRecipe, node: str, client: Client, previous: Component | None,
@@ -190,11 +182,11 @@ def run_npm(recipe: NpmRecipe, node: str, client: Client, previous: Component | 
         project.mkdir()
         root = {"name": recipe.root_name, "private": True,
                 "dependencies": dict(recipe.dependencies)}
-        (project / "package.json").write_text(export_package_lock.dumps(root))
+        (project / "package.json").write_text(json_text(root))
         if previous is not None:
             kept = tuple(p for p in previous.packages if canonicalize_name(p.name) not in upgrade)
-            seed = export_package_lock.package_lock(dataclasses.replace(previous, packages=kept))
-            (project / "package-lock.json").write_text(export_package_lock.dumps(seed))
+            seed = dataclasses.replace(previous, packages=kept).package_lock()
+            (project / "package-lock.json").write_text(json_text(seed))
         # Separate empty files: npm 11 refuses to load one file (e.g. /dev/null) twice.
         for name in ("user.npmrc", "global.npmrc"):
             (work / name).write_text("")
@@ -286,7 +278,7 @@ def verify(recipe: NpmRecipe, client: Client, path: str, entry: dict[str, Any],
     if not isinstance(manifest, dict):
         raise UpstreamError(f"{label} is no longer in the registry (its packument does not "
                             "list it)", hint="the version was unpublished: pick another one")
-    dist = manifest.get("dist") if isinstance(manifest.get("dist"), dict) else {}
+    dist: dict[str, Any] = manifest["dist"] if isinstance(manifest.get("dist"), dict) else {}
     expected = parse_sri(entry["integrity"])
     if isinstance(dist.get("integrity"), str):
         expected += parse_sri(dist["integrity"])
@@ -332,16 +324,13 @@ def _pairs(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in value.items() if isinstance(v, str)))
 
 
-def npm_semver() -> Path:
-    """npm's bundled semver, found next to the npm that resolves."""
+def npm_home() -> Path:
+    """The directory of the npm package that resolves (its semver decides engines)."""
     npm = shutil.which("npm")
     if npm is None:
         raise TljhLockError("npm is needed to resolve npm recipes",
                             hint="install Node.js with npm")
-    found = Path(npm).resolve().parents[1] / "node_modules" / "semver"
-    if not (found / "package.json").is_file():
-        raise TljhLockError(f"npm's semver is not at {found}")
-    return found
+    return Path(npm).resolve().parents[1]
 
 
 def satisfies(version: str, ranges: list[str], what: str) -> list[bool]:
@@ -349,7 +338,7 @@ def satisfies(version: str, ranges: list[str], what: str) -> list[bool]:
     with tempfile.TemporaryDirectory(prefix="tljh-lock-semver-") as tmp:
         request = Path(tmp) / "request.json"
         request.write_text(json.dumps({"version": version, "ranges": ranges}))
-        result = runner.run(["node", "-e", _SATISFIES_JS, npm_semver(), request], what=what)
+        result = runner.run(["node", "-e", _SATISFIES_JS, npm_home(), request], what=what)
     answers = json.loads(result.stdout)
     assert len(answers) == len(ranges)
     return [bool(answer) for answer in answers]
@@ -372,6 +361,7 @@ def check_engines(recipe: NpmRecipe, node: str, packages: list[Package]) -> None
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str],
-                   resolved: dict[str, object]) -> Component:
-    return resolve(NpmRecipe.from_recipe(recipe), targets, client, previous, upgrade, resolved)
+                   previous: model.Component | None, upgrade: set[str],
+                   resolved: Mapping[str, model.Component]) -> Component:
+    own = previous if isinstance(previous, Component) else None
+    return resolve(NpmRecipe.from_recipe(recipe), targets, client, own, upgrade, resolved)

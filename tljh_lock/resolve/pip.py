@@ -24,9 +24,10 @@ from packaging.version import Version
 from tljh_lock.core import runner
 from tljh_lock.core.errors import InputError, TljhLockError, UpstreamError
 from tljh_lock.core.targets import Target
+from tljh_lock.lock import model
 from tljh_lock.lock.kinds.pip import Component, Package, Source
 from tljh_lock.lock.model import parse_targets
-from tljh_lock.lock.recipes import Recipe
+from tljh_lock.lock.recipes import Recipe, SameVersion
 from tljh_lock.resolve import source_pin
 from tljh_lock.upstream import pypi as pypi_index
 from tljh_lock.upstream.http import Client
@@ -39,9 +40,9 @@ class PipRecipe:
     name: str
     file: str
     hash: str
-    index: str
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
+    index: str
     sources: tuple[Source, ...]
     targets: tuple[Target, ...]
 
@@ -63,45 +64,6 @@ class PipRecipe:
             sources=tuple(sources),
             targets=tuple(parse_targets(table, "targets", optional=True)),
         )
-
-
-@dataclass(frozen=True)
-class SameVersion:
-    """`same-version = { component = "hub", packages = ["jupyterhub"] }`: these packages are
-    pinned at the version the other component locked (the user env's jupyterhub must be the
-    hub's, or single-user servers and the hub disagree on their API)."""
-
-    component: str
-    packages: tuple[str, ...]
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> SameVersion | None:
-        table = recipe.table.table("same-version", optional=True)
-        if table is None:
-            return None
-        component = table.str("component")
-        if component not in recipe.after:
-            recipe.table.fail(f"same-version takes pins from {component!r}: list it in `after`",
-                              "after")
-        packages = tuple(str(canonicalize_name(name)) for name in table.strings("packages"))
-        if not packages:
-            table.fail("no packages", "packages")
-        return cls(component, packages)
-
-    def pins(self, components: Mapping[str, object], where: str) -> list[str]:
-        """`name==version` for each package, at the version `components[component]` has."""
-        other = components.get(self.component)
-        if not isinstance(other, Component):
-            raise InputError(f"{where}: same-version: {self.component!r} is not a pip component")
-        versions = other.versions()
-        pins = []
-        for name in self.packages:
-            found = versions.get(name, ())
-            if len(found) != 1:
-                raise InputError(f"{where}: same-version: {self.component} pins {name} at "
-                                 f"{', '.join(found) or 'no version'}; exactly one is needed")
-            pins.append(f"{name}=={found[0]}")
-        return pins
 
 
 @dataclass(frozen=True)
@@ -184,7 +146,7 @@ def compile_pins(
             f"{p.name}=={p.version}" + (f" ; {p.marker}" if p.marker else "") + "\n"
             for p in preferred
         ))
-        argv = [
+        argv: list[str | Path] = [
             uv_binary(), "pip", "compile", "--no-config", "--universal", "--quiet",
             "--no-python-downloads",
             "--python-version", "{}.{}".format(*lowest),
@@ -265,11 +227,12 @@ def collect_one(recipe: PipRecipe, pin: Pin, targets: list[Target], client: Clie
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str],
-                   resolved: dict[str, object]) -> Component:
+                   previous: model.Component | None, upgrade: set[str],
+                   resolved: Mapping[str, model.Component]) -> Component:
+    own = previous if isinstance(previous, Component) else None
     pip_recipe = PipRecipe.from_recipe(recipe)
     rule = SameVersion.from_recipe(recipe)
     if rule:
         pins = rule.pins(resolved, f"recipes/{recipe.file}")
         pip_recipe = replace(pip_recipe, constraints=(*pip_recipe.constraints, *pins))
-    return resolve(pip_recipe, targets, client, previous, upgrade)
+    return resolve(pip_recipe, targets, client, own, upgrade)

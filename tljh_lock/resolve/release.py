@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -38,7 +37,8 @@ from packaging.version import InvalidVersion, Version
 from tljh_lock.core.errors import InputError, IntegrityError, UpstreamError
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import ARCHES, Target
-from tljh_lock.lock.kinds.release import UPSTREAMS, Component, ReleaseFile
+from tljh_lock.lock import model
+from tljh_lock.lock.kinds.release import UPSTREAMS, Component, ReleaseFile, published_url
 from tljh_lock.lock.model import Artifact
 from tljh_lock.lock.recipes import Recipe
 from tljh_lock.upstream import github as github_releases
@@ -74,7 +74,7 @@ class ReleaseRecipe:
         table = recipe.table
         for key in sorted(set(table.data) - _KEYS):
             table.fail(f"unknown key (known: {', '.join(sorted(_KEYS))})", key)
-        upstream = table.str("upstream")
+        upstream = table.string("upstream")
         if upstream not in UPSTREAMS:
             table.fail(f"unknown upstream {upstream!r} (expected one of {', '.join(UPSTREAMS)})",
                        "upstream")
@@ -83,7 +83,7 @@ class ReleaseRecipe:
             if key in table.data:
                 table.fail(f"not a key of upstream {upstream!r}", key)
         if github:
-            source = table.str("repo")
+            source = table.string("repo")
             if not _REPO.match(source):
                 table.fail(f"{source!r} is not a GitHub repository like owner/name", "repo")
         else:
@@ -96,7 +96,7 @@ class ReleaseRecipe:
             table.fail("give exactly one of `version` and `version-constraint`")
         platforms_table = table.table("platforms")
         assert platforms_table is not None
-        platforms = {arch: platforms_table.str(arch) for arch in platforms_table.data}
+        platforms = {arch: platforms_table.string(arch) for arch in platforms_table.data}
         for arch in platforms:
             if arch not in ARCHES:
                 platforms_table.fail(f"unknown arch (expected one of {', '.join(ARCHES)})", arch)
@@ -118,14 +118,14 @@ class ReleaseRecipe:
             asset=_template(table, "asset", {"version", "platform"}) or "",
             platforms=platforms,
             checksums=checksums,
-            binary=table.str("binary", optional=True),
+            binary=table.string("binary", optional=True),
             top_dir=_template(table, "top-dir", {"version", "platform", "asset"}, optional=True),
         )
 
 
 def _template(table: Table, key: str, fields: set[str], default: str | None = None,
               optional: bool = False) -> str | None:
-    value = table.str(key, optional=optional or default is not None)
+    value: str | None = table.string(key, optional=optional or default is not None)
     if value is None:
         return default
     try:
@@ -254,10 +254,7 @@ def _tag_version(recipe: ReleaseRecipe, tag: str) -> str | None:
 
 
 def download_url(recipe: ReleaseRecipe, choice: Choice, file_name: str) -> str:
-    if recipe.upstream == "github":
-        assert choice.tag is not None
-        return github_releases.download_url(recipe.source, choice.tag, file_name)
-    return nodejs_dist.release_dir(recipe.source, choice.version) + file_name
+    return published_url(recipe.upstream, recipe.source, choice.version, choice.tag, file_name)
 
 
 def checksums(recipe: ReleaseRecipe, client: Client, choice: Choice,
@@ -307,6 +304,7 @@ def parse_sha256sums(data: bytes, url: str, only: str) -> dict[str, str]:
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
-                   previous: Component | None, upgrade: Iterable[str],
-                   resolved: dict[str, Any]) -> Component:
-    return resolve(ReleaseRecipe.from_recipe(recipe), targets, client, previous)
+                   previous: model.Component | None, upgrade: set[str],
+                   resolved: Mapping[str, model.Component]) -> Component:
+    own = previous if isinstance(previous, Component) else None
+    return resolve(ReleaseRecipe.from_recipe(recipe), targets, client, own)

@@ -80,13 +80,23 @@ def declared_metadata(
             build_requires = declared
         project = pyproject.get("project")
         if isinstance(project, dict) and "dependencies" not in project.get("dynamic", []):
-            return (project.get("name"), project.get("version"),
-                    list(project.get("dependencies", [])), build_requires)
+            return (_text(project.get("name")), _text(project.get("version")),
+                    _texts(project.get("dependencies", [])), build_requires)
     if "setup.py" in files:
         keywords = _setup_keywords(files["setup.py"].decode(), f"{source}:setup.py")
-        return (keywords.get("name"), keywords.get("version"),
-                list(keywords.get("install_requires", [])), build_requires)
+        return (_text(keywords.get("name")), _text(keywords.get("version")),
+                _texts(keywords.get("install_requires", [])), build_requires)
     return None, None, None, build_requires
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _texts(value: object) -> list[str]:
+    """A declared list of requirements; anything else is none (and then differs from the
+    recipe's, which the caller reports)."""
+    return [str(item) for item in value] if isinstance(value, (list, tuple)) else []
 
 
 def _setup_keywords(text: str, source: str) -> dict[str, object]:

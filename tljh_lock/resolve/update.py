@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from tljh_lock.core.errors import InputError
-from tljh_lock.lock import model as lockfile
+from tljh_lock.core.targets import Target
+from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes as recipes_mod
 from tljh_lock.lock.model import Component, Lock
 from tljh_lock.lock.recipes import Recipe
+from tljh_lock.resolve import conda, npm, pip, release, write
 from tljh_lock.upstream.http import Client
 
-# recipe kind -> module with
-# `resolve_recipe(recipe, targets, client, previous, upgrade, resolved) -> Component`, where
+# recipe kind -> `resolve_recipe(recipe, targets, client, previous, upgrade, resolved)`, where
 # `resolved` holds the components already resolved or kept, for recipes that pin themselves
 # to another component (a recipe lists those in `after = [...]`).
-_RESOLVERS = {"pip": "tljh_lock.resolve.pip", "release": "tljh_lock.resolve.release",
-              "conda": "tljh_lock.resolve.conda",
-              "npm": "tljh_lock.resolve.npm"}
+Resolver = Callable[[Recipe, list[Target], Client, Component | None, set[str],
+                     Mapping[str, Component]], Component]
+RESOLVERS: dict[str, Resolver] = {
+    "pip": pip.resolve_recipe, "release": release.resolve_recipe,
+    "conda": conda.resolve_recipe, "npm": npm.resolve_recipe,
+}
 
 
-def resolve_component(recipe: Recipe, lock_targets: list, client: Client,
+def resolve_component(recipe: Recipe, lock_targets: list[Target], client: Client,
                       previous: Component | None, upgrade: set[str],
-                      resolved: dict[str, Component]) -> Component:
-    if recipe.kind not in _RESOLVERS:
-        recipe.table.fail(f"unknown kind {recipe.kind!r} (known: {', '.join(_RESOLVERS)})", "kind")
-    module = importlib.import_module(_RESOLVERS[recipe.kind])
+                      resolved: Mapping[str, Component]) -> Component:
+    if recipe.kind not in RESOLVERS:
+        recipe.table.fail(f"unknown kind {recipe.kind!r} (known: {', '.join(RESOLVERS)})", "kind")
     if previous is not None and previous.kind != recipe.kind:
         previous = None
-    return module.resolve_recipe(  # type: ignore[no-any-return]
-        recipe, lock_targets, client, previous, upgrade, resolved)
+    return RESOLVERS[recipe.kind](recipe, lock_targets, client, previous, upgrade, resolved)
 
 
 def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[str] = ()
@@ -72,7 +71,7 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
                                              wanted - {name}, components)
         resolved.append(name)
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
-    write_atomically(lock_path, lock.dumps())
+    write.write(lock_path, lock)
     return lock, resolved
 
 
@@ -96,18 +95,3 @@ def resolution_order(recipes: dict[str, Recipe]) -> list[str]:
     for name in sorted(recipes):
         visit(name)
     return order
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -1,1 +1,4 @@
-"""The content-addressed store, verified downloads into it, and wheels built for it."""
+"""The content-addressed store, server side: `STORE/sha256/<hex>` and its records (cas.py),
+resumable verified transfers into it (download.py), `fetch` of a whole lock from store mirrors
+and canonical URLs, and wheels built from sdists and source pins. May import upstream/, lock/
+and core/."""

@@ -20,7 +20,7 @@ import json
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact, Lock
 from tljh_lock.store.cas import SourceRecord, Store
-from tljh_lock.store.fetch import Fetcher, lock_sources
+from tljh_lock.store.fetch import Fetcher, fetch_from_mirror, lock_sources
 
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip entry can hold
 BUILD_TIMEOUT = 900
@@ -48,12 +48,16 @@ class Built:
     source_sha256: str
     wheel: Artifact  # url is empty: a built wheel has no upstream
 
+    @property
+    def size(self) -> int:
+        assert self.wheel.size is not None  # the store measured it
+        return self.wheel.size
+
 
 @dataclass(frozen=True)
 class _Input:
     name: str
     sha256: str
-    size: int
     is_tree: bool  # a source-pin archive (a tree to build) rather than an sdist
     project: tuple[str, str]  # (normalized name, version) the built wheel must carry
     targets: tuple[Target, ...]  # where the wheel must install
@@ -75,12 +79,11 @@ def _inputs(component: pip_lock.Component, targets: list[Target], arch: str | No
         if package.wheels or not package.sdist or not where:
             continue
         sdist = package.sdist
-        found[sdist.sha256] = _Input(sdist.name, sdist.sha256, sdist.size, False,
+        found[sdist.sha256] = _Input(sdist.name, sdist.sha256, False,
                                      (package.name, _normalized(package.version)), where)
     for source in component.sources:
         record = sources[(source.name, source.commit)]
-        found[record.sha256] = _Input(f"{source.name}-{source.commit}", record.sha256,
-                                      record.size, True,
+        found[record.sha256] = _Input(f"{source.name}-{source.commit}", record.sha256, True,
                                       (source.name, _normalized(source.version)), tuple(chosen))
     return sorted(found.values(), key=lambda i: i.name)
 
@@ -106,9 +109,13 @@ def build_requirements(component: pip_lock.Component, target: Target) -> list[Ar
     return sorted(wheels)
 
 
-def build(lock: Lock, arch: str | None, fetcher: Fetcher,
-          sources: Iterable[SourceRecord]) -> list[Built]:
-    """Build (or take from the store's cache) a wheel for every source input of `arch`."""
+def build(lock: Lock, arch: str | None, fetcher: Fetcher, sources: Iterable[SourceRecord],
+          prebuilt: Mapping[str, tuple[str, Artifact]] | None = None) -> list[Built]:
+    """Build (or take from the store's cache) a wheel for every source input of `arch`.
+
+    `prebuilt`: input sha256 -> (store mirror, wheel) for the wheels an unpacked bundle among
+    the store mirrors lists as built: those are fetched, not built, so that every server of a
+    fleet installs the wheel its bundle carries (and a server needs no pip to build one)."""
     store = fetcher.store
     records = {(r.name, r.commit): r for r in sources}
     missing = [s for s in lock_sources(lock) if (s.name, s.commit) not in records]
@@ -125,7 +132,7 @@ def build(lock: Lock, arch: str | None, fetcher: Fetcher,
         requirements = build_requirements(component, target)
         fetcher.fetch(requirements)
         with _Builder(store, requirements, target) as builder:
-            built += builder.wheels_for(inputs)
+            built += builder.wheels_for(inputs, fetcher, prebuilt or {})
     return built
 
 
@@ -154,14 +161,24 @@ class _Builder:
                   "epoch": SOURCE_DATE_EPOCH}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
-    def wheels_for(self, inputs: list[_Input]) -> list[Built]:
+    def wheels_for(self, inputs: list[_Input], fetcher: Fetcher,
+                   prebuilt: Mapping[str, tuple[str, Artifact]]) -> list[Built]:
         keys = {item.sha256: self._key(item) for item in inputs}
-        records = {item.sha256: self.store.built_record(keys[item.sha256]) for item in inputs}
+        records: dict[str, dict[str, Any] | None] = {
+            item.sha256: self.store.built_record(keys[item.sha256]) for item in inputs}
+        for item in inputs:
+            if records[item.sha256] is None and item.sha256 in prebuilt:
+                mirror, wheel = prebuilt[item.sha256]
+                fetch_from_mirror(fetcher, mirror, wheel)
+                fetched = {"name": wheel.name, "sha256": wheel.sha256, "size": wheel.size,
+                           "source": item.name, "source-sha256": item.sha256}
+                self.store.record_built(keys[item.sha256], fetched)
+                records[item.sha256] = fetched
         todo = [item for item in inputs if records[item.sha256] is None]
         if todo:
-            for item, record in self._build(todo).items():
-                self.store.record_built(keys[item.sha256], record)
-                records[item.sha256] = record
+            for item, made in self._build(todo).items():
+                self.store.record_built(keys[item.sha256], made)
+                records[item.sha256] = made
         built = []
         for item in inputs:
             record = records[item.sha256]
@@ -225,18 +242,18 @@ class _Builder:
         runner.run([*self._pip, "wheel", "--no-index", "--no-build-isolation", "--no-deps",
                     "--wheel-dir", out, *targets], what=f"building wheels of {names}",
                    env=self._env(), timeout=BUILD_TIMEOUT, cwd=work)
-        produced = {}
+        produced: dict[tuple[str, str], Path] = {}
         for path in out.glob("*.whl"):
             name, version, _, _ = parse_wheel_filename(path.name)
             produced[(str(name), str(version))] = path
         results = {}
         for item in inputs:
-            path = produced.pop(item.project, None)
-            if path is None:
+            wheel = produced.pop(item.project, None)
+            if wheel is None:
                 raise TljhLockError(f"building {item.name} gave no wheel of "
                                     f"{item.project[0]} {item.project[1]}")
-            sha256, size = self.store.add_file(path, f"the wheel of {item.name}")
-            results[item] = {"name": path.name, "sha256": sha256, "size": size,
+            sha256, size = self.store.add_file(wheel, f"the wheel of {item.name}")
+            results[item] = {"name": wheel.name, "sha256": sha256, "size": size,
                              "source": item.name, "source-sha256": item.sha256}
         return results
 

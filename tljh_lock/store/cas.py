@@ -17,17 +17,15 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from tljh_lock.core.errors import InputError, IntegrityError, TljhLockError
+from tljh_lock.core.files import CHUNK, fsync_dir, temporary_file, write_atomic
 
 STORE_ENV = "TLJH_LOCK_STORE"
 _HEX = re.compile(r"^[0-9a-f]{64}$")
-CHUNK = 1 << 20
 
 
 def default_path() -> Path:
@@ -38,31 +36,9 @@ def default_path() -> Path:
     return Path(cache) / "tljh-lock" / "store"
 
 
-def file_sha256(path: Path) -> str:
-    return sha256_file(path)[0]
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def disk_full(path: Path, what: str) -> TljhLockError:
     return TljhLockError(f"no space left on the device holding {path} while writing {what}",
                          hint="free some space, or point --store at a larger disk")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -108,7 +84,7 @@ class Store:
         """Move an already verified, fsynced `part` into place."""
         final = self.path(sha256)
         os.replace(part, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return final
 
     def add_file(self, source: Path, what: str) -> tuple[str, int]:
@@ -121,7 +97,7 @@ class Store:
         self.ensure_dirs()
         digest = hashlib.sha256()
         size = 0
-        with _temporary(self.root / "tmp", hint) as (tmp, out):
+        with temporary_file(self.root / "tmp", hint) as (tmp, out):
             try:
                 for chunk in iter(lambda: src.read(CHUNK), b""):
                     digest.update(chunk)
@@ -158,7 +134,21 @@ class Store:
 
     def record_source(self, record: SourceRecord) -> None:
         self.ensure_dirs()
-        write_json_atomic(self._source_record_path(record.name, record.commit), record.to_dict())
+        write_atomic(self._source_record_path(record.name, record.commit),
+                     json_bytes(record.to_dict()))
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of `kind` ("sources" pins, "built" wheels), by file name; a damaged one
+        is only a cache miss, and is left out."""
+        found = []
+        for path in sorted((self.root / kind).glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                found.append(data)
+        return found
 
     # --- built wheels -------------------------------------------------------------------------
 
@@ -173,7 +163,7 @@ class Store:
 
     def record_built(self, key: str, data: dict[str, Any]) -> None:
         self.ensure_dirs()
-        write_json_atomic(self.root / "built" / f"{key}.json", data)
+        write_atomic(self.root / "built" / f"{key}.json", json_bytes(data))
 
 
 def mismatch(name: str, url: str, sha256: str, size: int | None, actual: str,
@@ -190,30 +180,3 @@ def mismatch(name: str, url: str, sha256: str, size: int | None, actual: str,
 def json_bytes(data: dict[str, Any]) -> bytes:
     """The one JSON form of records and manifests: sorted, indented, stable across runs."""
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    with _temporary(path.parent, path.name) as (tmp, out):
-        out.write(json_bytes(data))
-        out.flush()
-        os.fsync(out.fileno())
-        os.replace(tmp, path)
-
-
-@contextmanager
-def _temporary(directory: Path, hint: str) -> Iterator[tuple[Path, IO[bytes]]]:
-    """A new file in `directory`, removed on exit unless the caller renamed it away."""
-    directory.mkdir(parents=True, exist_ok=True)
-    counter = 0
-    while True:
-        tmp = directory / f".{hint}.{os.getpid()}.{counter}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            break
-        except FileExistsError:
-            counter += 1
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield tmp, out
-    finally:
-        tmp.unlink(missing_ok=True)

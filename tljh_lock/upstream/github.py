@@ -1,7 +1,8 @@
 """GitHub releases, read through the REST API's release list and its download URLs.
 
 Only what resolving needs: each published release's tag and, per asset, its size and (for
-releases since mid-2025) the sha256 digest GitHub computed on upload.
+releases since mid-2025) the sha256 digest GitHub computed on upload. Where the assets are
+downloaded from is the lock's to say (lock/kinds/release.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from tljh_lock.core.errors import UpstreamError
 from tljh_lock.upstream.http import Client, json_list
 
 API = "https://api.github.com"
-DOWNLOADS = "https://github.com"
 ACCEPT = "application/vnd.github+json"
 PER_PAGE = 100
 # traefik has ~700 releases; a repository with more than this is not one we resolve against.
@@ -40,10 +40,6 @@ class Release:
 
 def releases_url(repo: str, page: int) -> str:
     return f"{API}/repos/{repo}/releases?per_page={PER_PAGE}&page={page}"
-
-
-def download_url(repo: str, tag: str, asset: str) -> str:
-    return f"{DOWNLOADS}/{repo}/releases/download/{tag}/{asset}"
 
 
 def list_releases(client: Client, repo: str, what: str) -> list[Release]:

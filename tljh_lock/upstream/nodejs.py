@@ -23,10 +23,6 @@ class Release:
     lts: str | None  # the LTS line's codename
 
 
-def release_dir(dist: str, version: str) -> str:
-    return f"{dist}v{version}/"
-
-
 def list_releases(client: Client, dist: str, what: str) -> list[Release]:
     url = dist + "index.json"
     return parse_index(client.get(url, accept="application/json", what=what).data, url)

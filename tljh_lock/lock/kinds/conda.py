@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact
+from tljh_lock.lock.kinds import conda_spec
+from tljh_lock.lock.model import Artifact, Proof
 
 # tljh-lock arch -> conda subdir
 PLATFORMS = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}
@@ -56,16 +57,16 @@ class CondaPackage:
     @classmethod
     def from_table(cls, table: Table) -> CondaPackage:
         package = cls(
-            platform=table.str("platform"),
-            name=table.str("name"),
-            version=table.str("version"),
-            build=table.str("build"),
-            subdir=table.str("subdir"),
+            platform=table.string("platform"),
+            name=table.string("name"),
+            version=table.string("version"),
+            build=table.string("build"),
+            subdir=table.string("subdir"),
             channel=table.url("channel"),
             url=table.url("url"),
-            size=table.int("size"),
+            size=table.integer("size"),
             sha256=table.sha256("hashes"),
-            md5=table.str("md5"),
+            md5=table.string("md5"),
             depends=tuple(table.strings("depends")),
         )
         if package.platform not in PLATFORMS.values():
@@ -124,12 +125,12 @@ class Component:
                 table.fail(f"channel {package.channel} is not in `channels`",
                            f"packages[{index}].channel")
         return cls(
-            recipe=table.str("recipe"),
-            recipe_hash=table.str("recipe-hash"),
+            recipe=table.string("recipe"),
+            recipe_hash=table.string("recipe-hash"),
             channels=channels,
             specs=tuple(table.strings("specs")),
             platforms=platforms,
-            glibc=table.str("glibc"),
+            glibc=table.string("glibc"),
             packages=packages,
         )
 
@@ -171,15 +172,13 @@ class Component:
         return (f"{len(self.packages)} packages on {len(self.platforms)} platforms, "
                 f"{len(self.files())} files; specs: {roots}")
 
-    def prove(self, targets: list[Target]) -> list[str]:
-        """Every platform has one package per name, every spec and every dependency met.
+    def prove(self, targets: list[Target]) -> list[Proof]:
+        return [Proof("", self.problems(targets), self.summary())]
 
-        Versions (and `__glibc` against the recorded glibc) are matched with py-rattler's
-        MatchSpec when it is installed (the maintainer side, where `check` runs in CI); without
-        it (a server) only names are checked.
-        """
+    def problems(self, targets: list[Target]) -> list[str]:
+        """Every platform has one package per name, every spec and every dependency met by
+        version and build (and `__glibc` by the recorded glibc), as the solver matches them."""
         problems = []
-        matcher = _matcher()
         for platform in self.platforms:
             packages = self.for_platform(platform)
             by_name: dict[str, CondaPackage] = {}
@@ -193,32 +192,23 @@ class Component:
                 (dep, f"{p.name} {p.version}") for p in packages for dep in p.depends]
             for spec, parent in needs:
                 name = dependency_name(spec)
+                if name.startswith(VIRTUAL_PREFIX) and name != "__glibc":
+                    continue
+                found = by_name.get(name)
                 if name == "__glibc":
-                    if matcher is not None and not matcher(spec, name, self.glibc, "0"):
-                        problems.append(f"{platform}: {spec} (needed by {parent}) is not met by "
-                                        f"glibc {self.glibc}")
-                    continue
-                if name.startswith(VIRTUAL_PREFIX):
-                    continue
-                package = by_name.get(name)
-                if package is None:
+                    version, build, met_by = self.glibc, "0", f"glibc {self.glibc}"
+                elif found is None:
                     problems.append(f"{platform}: {spec} (needed by {parent}) is not pinned")
-                elif matcher is not None and not matcher(spec, name, package.version,
-                                                         package.build):
+                    continue
+                else:
+                    version, build = found.version, found.build
+                    met_by = f"{found.name} {found.version} {found.build}"
+                try:
+                    met = conda_spec.matches(spec, version, build)
+                except conda_spec.SpecError as exc:
+                    problems.append(f"{platform}: {spec} (needed by {parent}): {exc}")
+                    continue
+                if not met:
                     problems.append(f"{platform}: {spec} (needed by {parent}) is not met by "
-                                    f"{package.name} {package.version} {package.build}")
+                                    f"{met_by}")
         return problems
-
-
-def _matcher() -> Any:
-    try:
-        from rattler import BuildString, MatchSpec, PackageRecord  # maintainer side only
-    except ImportError:
-        return None
-
-    def matches(spec: str, name: str, version: str, build: str) -> bool:
-        record = PackageRecord(name=name, version=version, build=BuildString(build),
-                               build_number=0, subdir="noarch")
-        return bool(MatchSpec(spec).matches(record))
-
-    return matches

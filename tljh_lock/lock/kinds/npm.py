@@ -10,6 +10,7 @@ lands on that version: the tree is closed as npm built it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact
+from tljh_lock.lock.model import Artifact, Proof
 
 # npm's names for our architectures (`process.arch`), for packages' `cpu` lists.
 NPM_CPU = {"x86_64": "x64", "aarch64": "arm64"}
@@ -40,7 +41,7 @@ def string_map(table: Table, key: str) -> dict[str, str]:
     if inner is None:
         return {}
     for name in inner.data:
-        inner.str(name)
+        inner.string(name)
     return dict(inner.data)
 
 
@@ -61,6 +62,11 @@ def resolved_versions(tree: dict[str, Package], from_path: str,
     """What each requirement finds from `from_path`, by version, for the lock's `resolves`."""
     return tuple(sorted((name, found.version) for name, _, _ in requirements
                         for found in [find(tree, from_path, name)] if found is not None))
+
+
+def json_text(data: dict[str, Any]) -> str:
+    """JSON as npm formats it: two-space indent, newline at the end."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def tarball_file_name(name: str, version: str) -> str:
@@ -115,13 +121,13 @@ class Package:
 
     @classmethod
     def from_table(cls, table: Table) -> Package:
-        path = table.str("path")
+        path = table.string("path")
         if not PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
             table.fail(f"{path!r} is not a node_modules path", "path")
-        name = table.str("name")
+        name = table.string("name")
         if not NAME.match(name):
             table.fail(f"{name!r} is not an npm package name", "name")
-        integrity = table.str("integrity")
+        integrity = table.string("integrity")
         if not SHA512_SRI.match(integrity):
             table.fail(f"{integrity!r} is not a sha512 integrity", "integrity")
         tarball = table.table("tarball")
@@ -133,10 +139,10 @@ class Package:
         return cls(
             path=path,
             name=name,
-            version=table.str("version"),
+            version=table.string("version"),
             integrity=integrity,
             tarball=Artifact.from_table(tarball),
-            license=table.str("license", optional=True),
+            license=table.string("license", optional=True),
             engines=tuple(string_map(table, "engines").items()),
             dependencies=tuple(string_map(table, "dependencies").items()),
             optional_dependencies=tuple(string_map(table, "optional-dependencies").items()),
@@ -176,6 +182,34 @@ class Package:
         return (platform_ok("linux", self.os) and platform_ok(NPM_CPU[arch], self.cpu)
                 and platform_ok("glibc", self.libc))
 
+    def package_lock_entry(self, registry: str) -> dict[str, Any]:
+        """Its `packages` entry as npm writes it; `resolved` is the registry's canonical URL."""
+        entry: dict[str, Any] = {}
+        if self.path.rpartition("node_modules/")[2] != self.name:
+            entry["name"] = self.name  # an alias: npm records the real name
+        entry["version"] = self.version
+        entry["resolved"] = tarball_url(registry, self.name, self.version)
+        entry["integrity"] = self.integrity
+        for flag in self.flags:
+            entry[FLAGS[flag]] = True
+        if self.license:
+            entry["license"] = self.license
+        for key, pairs in (("dependencies", self.dependencies),
+                           ("optionalDependencies", self.optional_dependencies),
+                           ("peerDependencies", self.peer_dependencies)):
+            if pairs:
+                entry[key] = dict(pairs)
+        if self.optional_peers:
+            entry["peerDependenciesMeta"] = {name: {"optional": True}
+                                             for name in self.optional_peers}
+        for key, pairs in (("bin", self.bin), ("engines", self.engines)):
+            if pairs:
+                entry[key] = dict(pairs)
+        for key, values in (("os", self.os), ("cpu", self.cpu), ("libc", self.libc)):
+            if values:
+                entry[key] = list(values)
+        return entry
+
     def requirements(self) -> list[tuple[str, str, bool]]:
         """(dependency, spec, required) for every edge npm follows when installing."""
         found = [(name, spec, True) for name, spec in self.dependencies]
@@ -203,11 +237,11 @@ class Component:
         if not registry.endswith("/"):
             table.fail(f"{registry!r} must end with /", "registry")
         return cls(
-            recipe=table.str("recipe"),
-            recipe_hash=table.str("recipe-hash"),
+            recipe=table.string("recipe"),
+            recipe_hash=table.string("recipe-hash"),
             registry=registry,
-            node=table.str("node"),
-            name=table.str("name"),
+            node=table.string("node"),
+            name=table.string("name"),
             dependencies=tuple(string_map(table, "dependencies").items()),
             resolves=tuple(string_map(table, "resolves").items()),
             packages=tuple(Package.from_table(t) for t in table.tables("packages")),
@@ -225,6 +259,24 @@ class Component:
             "packages": [package.to_dict() for package in self.packages],
         }
 
+    def package_json(self) -> dict[str, Any]:
+        """The root package.json, which `npm ci` needs beside the package-lock."""
+        return {"name": self.name, "private": True, "dependencies": dict(self.dependencies)}
+
+    def package_lock(self) -> dict[str, Any]:
+        """npm's own package-lock.json (lockfileVersion 3) of the tree, the root in
+        `packages[""]`: `npm ci --offline` installs exactly the locked tree from it."""
+        root = {"name": self.name, "dependencies": dict(self.dependencies)}
+        packages = {p.path: p.package_lock_entry(self.registry)
+                    for p in sorted(self.packages, key=lambda p: p.path)}
+        return {"name": self.name, "lockfileVersion": 3, "requires": True,
+                "packages": {"": root, **packages}}
+
+    def project_files(self) -> dict[str, str]:
+        """`package.json` and `package-lock.json`: what `npm ci` reads from the project."""
+        return {"package.json": json_text(self.package_json()),
+                "package-lock.json": json_text(self.package_lock())}
+
     def root_requirements(self) -> list[tuple[str, str, bool]]:
         return [(name, spec, True) for name, spec in self.dependencies]
 
@@ -239,7 +291,10 @@ class Component:
         return sorted({p.tarball for p in self.packages
                        if any(p.installs_on(a) for a in arches)})
 
-    def prove(self, targets: list[Target]) -> list[str]:
+    def prove(self, targets: list[Target]) -> list[Proof]:
+        return [Proof("", self.problems(targets), self.summary())]
+
+    def problems(self, targets: list[Target]) -> list[str]:
         """The tree is closed: from the root, every edge (following Node.js's resolution)
         lands on a package of the right name at the version npm resolved it to, which npm's
         semver checked against the range when the lock was made. Nothing in the tree is

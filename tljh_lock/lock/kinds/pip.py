@@ -1,8 +1,14 @@
-"""The `pip` component kind: a pip set pinned for every target, every file hashed."""
+"""The `pip` component kind: a pip set pinned for every target, every file hashed.
+
+`check` proves it per target, without resolving: every requirement reachable from the roots
+(markers evaluated, extras followed) has exactly one pinned version that satisfies it and a
+compatible file with a hash; sdist-only packages also have their build requirements
+installable the same way."""
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -10,11 +16,11 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact, parse_targets
+from tljh_lock.lock.model import Artifact, Proof, parse_targets
 
 
 @dataclass(frozen=True)
@@ -31,12 +37,12 @@ class Source:
 
     @classmethod
     def from_table(cls, table: Table) -> Source:
-        tree_hash = table.str("tree-hash")
-        if not tree_hash.startswith("h1:"):
-            table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
-        commit = table.str("commit")
+        commit = table.string("commit")
         if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):  # it names store records
             table.fail(f"{commit!r} is not a full git commit hash", "commit")
+        tree_hash = table.string("tree-hash")
+        if not tree_hash.startswith("h1:"):
+            table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
         return cls(
             name=str(canonicalize_name(table.file_name("name"))),
             version=table.version("version"),
@@ -68,7 +74,7 @@ class Package:
 
     @classmethod
     def from_table(cls, table: Table) -> Package:
-        marker = table.str("marker", optional=True)
+        marker = table.string("marker", optional=True)
         if marker is not None:
             try:
                 Marker(marker)
@@ -76,7 +82,7 @@ class Package:
                 table.fail(f"not a valid marker: {exc}", "marker")
         sdist = table.table("sdist", optional=True)
         wheels = tuple(Artifact.from_table(t) for t in table.tables("wheels", optional=True))
-        name = table.str("name")
+        name = table.string("name")
         if str(canonicalize_name(name)) != name:
             table.fail(f"{name!r} is not a normalized project name", "name")
         for index, wheel in enumerate(wheels):
@@ -157,8 +163,8 @@ class Component:
     @classmethod
     def from_table(cls, table: Table) -> Component:
         return cls(
-            recipe=table.str("recipe"),
-            recipe_hash=table.str("recipe-hash"),
+            recipe=table.string("recipe"),
+            recipe_hash=table.string("recipe-hash"),
             index=table.url("index"),
             roots=tuple(table.requirements("roots")),
             sources=tuple(Source.from_table(t) for t in table.tables("sources", optional=True)),
@@ -215,6 +221,13 @@ class Component:
         return sorted({f for p in (*self.packages, *self.build_packages)
                        for f in (*p.wheels, *([p.sdist] if p.sdist else []))})
 
+    def prove(self, targets: list[Target]) -> list[Proof]:
+        proofs = []
+        for target in self.applicable_targets(targets):
+            count, problems = prove_on(self, target)
+            proofs.append(Proof(f"on {target.name}", problems, f"{count} packages"))
+        return proofs
+
     def summary(self) -> str:
         files = sum(len(p.wheels) + (1 if p.sdist else 0) for p in self.packages)
         versions = {p.name: p.version for p in self.packages}
@@ -225,3 +238,67 @@ class Component:
             f"{len(self.packages)} packages, {files} files, {len(self.build_packages)} build "
             f"packages; roots: {heads}" + (f"; sources: {sources}" if sources else "")
         )
+
+
+def prove_on(component: Component, target: Target) -> tuple[int, list[str]]:
+    """(packages used, problems) of one target: every requirement reachable from the roots
+    (markers evaluated, extras followed) has exactly one pinned version that satisfies it and
+    a compatible file; sdist-only packages also have their build requirements so."""
+    roots = [*component.roots, *(r for s in component.sources for r in s.requires)]
+    used, problems = walk(component.packages, roots, target, "roots")
+    build_roots = sorted(
+        {r for p in used if not p.wheels for r in p.build_requires}
+        | {r for s in component.sources for r in s.build_requires}
+    )
+    if build_roots:
+        _, build_problems = walk(component.build_packages, build_roots, target, "build")
+        problems += [f"building sdists: {p}" for p in build_problems]
+        problems += [f"build requirement {p.name} {p.version} has no wheel for this target"
+                     for p in component.build_packages if p.applies_to(target)
+                     and p.wheel_for(target) is None and any(
+                         canonicalize_name(Requirement(r).name) == p.name for r in build_roots)]
+    return len(used), problems
+
+
+def walk(
+    packages: tuple[Package, ...], roots: list[str], target: Target, label: str
+) -> tuple[list[Package], list[str]]:
+    env = target.marker_environment()
+    by_name: dict[NormalizedName, list[Package]] = {}
+    for package in packages:
+        by_name.setdefault(canonicalize_name(package.name), []).append(package)
+    problems: list[str] = []
+    used: dict[NormalizedName, Package] = {}
+    seen: set[tuple[NormalizedName, frozenset[str]]] = set()
+    queue = deque((Requirement(r), label) for r in roots)
+    while queue:
+        requirement, parent = queue.popleft()
+        name = canonicalize_name(requirement.name)
+        extras = frozenset(canonicalize_name(e) for e in requirement.extras)
+        candidates = [p for p in by_name.get(name, []) if p.applies_to(target)]
+        if not candidates:
+            problems.append(f"{requirement} (needed by {parent}) has no pinned version")
+            continue
+        if len(candidates) > 1:
+            versions = ", ".join(p.version for p in candidates)
+            problems.append(f"{name} has more than one pinned version here: {versions}")
+            continue
+        package = candidates[0]
+        if not requirement.specifier.contains(package.version, prereleases=True):
+            problems.append(f"{requirement} (needed by {parent}) is not met by the pinned "
+                            f"{package.version}")
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        if name not in used:
+            used[name] = package
+            if package.install_artifact(target) is None:
+                problems.append(f"{name} {package.version} has no file installable here "
+                                f"(wheels: {', '.join(w.name for w in package.wheels) or 'none'})")
+        for dependency in package.dependencies:
+            dep = Requirement(dependency)
+            if dep.marker is None or any(
+                dep.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)
+            ):
+                queue.append((dep, f"{name} {package.version}"))
+    return list(used.values()), problems

@@ -35,11 +35,20 @@ from typing import Any, ClassVar
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import ARCHES, Target
-from tljh_lock.lock.model import Artifact
-from tljh_lock.upstream import github as github_releases
-from tljh_lock.upstream import nodejs as nodejs_dist
+from tljh_lock.lock.model import Artifact, Proof
 
 UPSTREAMS = ("github", "nodejs")
+GITHUB = "https://github.com"
+
+
+def published_url(upstream: str, source: str, version: str, tag: str | None,
+                  file_name: str) -> str:
+    """Where `upstream` publishes a file of a release: GitHub's release downloads of the tag,
+    or the version's folder of a nodejs.org-style dist (`source`)."""
+    if upstream == "github":
+        assert tag is not None
+        return f"{GITHUB}/{source}/releases/download/{tag}/{file_name}"
+    return f"{source}v{version}/{file_name}"
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,12 @@ class ReleaseFile:
 
     @classmethod
     def from_table(cls, table: Table) -> ReleaseFile:
-        arch = table.str("arch")
+        arch = table.string("arch")
         if arch not in ARCHES:
             table.fail(f"unknown arch {arch!r} (expected one of {', '.join(ARCHES)})", "arch")
         if table.data.get("size") == 0:
             table.fail("an empty file is not a release artifact", "size")
-        top_dir = table.str("top-dir", optional=True)
+        top_dir = table.string("top-dir", optional=True)
         if top_dir is not None and ("/" in top_dir or top_dir in (".", "..")):
             table.fail(f"{top_dir!r} is not a single folder name", "top-dir")
         return cls(arch, Artifact.from_table(table), top_dir)
@@ -81,24 +90,24 @@ class Component:
 
     @classmethod
     def from_table(cls, table: Table) -> Component:
-        upstream = table.str("upstream")
+        upstream = table.string("upstream")
         if upstream not in UPSTREAMS:
             table.fail(f"unknown upstream {upstream!r} (expected one of {', '.join(UPSTREAMS)})",
                        "upstream")
-        binary = table.str("binary", optional=True)
+        binary = table.string("binary", optional=True)
         if binary is not None and (binary.startswith("/") or ".." in binary.split("/")):
             table.fail(f"{binary!r} is not a relative path inside the archive", "binary")
         arch_files = tuple(ReleaseFile.from_table(t) for t in table.tables("artifacts"))
         if [f.arch for f in arch_files] != sorted({f.arch for f in arch_files}):
             table.fail("one artifact per arch, sorted by arch", "artifacts")
         return cls(
-            recipe=table.str("recipe"),
-            recipe_hash=table.str("recipe-hash"),
+            recipe=table.string("recipe"),
+            recipe_hash=table.string("recipe-hash"),
             upstream=upstream,
-            source=table.str("repo") if upstream == "github" else table.url("dist"),
+            source=table.string("repo") if upstream == "github" else table.url("dist"),
             version=table.version("version"),
             arch_files=arch_files,
-            tag=table.str("tag") if upstream == "github" else None,
+            tag=table.string("tag") if upstream == "github" else None,
             binary=binary,
         )
 
@@ -121,16 +130,16 @@ class Component:
         return PurePosixPath(self.recipe).stem
 
     def expected_url(self, file_name: str) -> str:
-        if self.upstream == "github":
-            assert self.tag is not None
-            return github_releases.download_url(self.source, self.tag, file_name)
-        return nodejs_dist.release_dir(self.source, self.version) + file_name
+        return published_url(self.upstream, self.source, self.version, self.tag, file_name)
 
     def artifacts(self, targets: list[Target], arch: str | None = None) -> list[Artifact]:
         arches = {t.arch for t in targets if arch is None or t.arch == arch}
         return sorted(f.artifact for f in self.arch_files if f.arch in arches)
 
-    def prove(self, targets: list[Target]) -> list[str]:
+    def prove(self, targets: list[Target]) -> list[Proof]:
+        return [Proof("", self.problems(targets), self.summary())]
+
+    def problems(self, targets: list[Target]) -> list[str]:
         problems = []
         by_arch = {f.arch: f for f in self.arch_files}
         for arch in sorted({t.arch for t in targets}):

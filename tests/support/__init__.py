@@ -1,0 +1,1 @@
+"""What several test folders and harnesses share (no tests here)."""

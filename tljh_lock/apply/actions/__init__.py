@@ -1,0 +1,67 @@
+"""The side effects of an apply, one module per kind of work: venv (python environments with
+the locked pip), npm (the proxy's tree), unpack (release tarballs), system (files, groups,
+token, units), tljh (TLJH's own paths, traefik's configuration rendered by TLJH). `execute`
+makes a step done; each action is safe to repeat after an interruption. May import apply's
+data modules, store/, lock/ and core/ (every subprocess through core/runner.py, with the run's
+scratch as its TMPDIR)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from tljh_lock.apply import layout as L
+from tljh_lock.apply import steps as S
+from tljh_lock.apply.actions import npm, system, tljh, unpack, venv
+from tljh_lock.apply.actions.context import Context
+from tljh_lock.apply.observe import MARKER
+from tljh_lock.apply.tree import directory_hash
+from tljh_lock.core.files import swap_link
+
+
+def execute(step: S.Step, ctx: Context) -> None:
+    """Make `step` done."""
+    if isinstance(step, S.HubBuild):
+        _build(step, ctx, lambda path: venv.build_hub(step, ctx, path))
+    elif isinstance(step, S.UnpackBuild):
+        _build(step, ctx, lambda path: unpack.build_release(step, ctx, path))
+    elif isinstance(step, S.ProxyBuild):
+        _build(step, ctx, lambda path: npm.build_proxy(step, ctx, path))
+    elif isinstance(step, S.UserEnvStep):
+        venv.install_user_env(step, ctx)
+    elif isinstance(step, S.FileStep):
+        assert step.file is not None
+        system.install_file(ctx.layout, step.file, ctx.scratch)
+    elif isinstance(step, S.GroupStep):
+        system.ensure_group(ctx.layout, step.name, ctx.scratch)
+    elif isinstance(step, S.TokenStep):
+        system.ensure_proxy_token(ctx.layout)
+    elif isinstance(step, S.LinkStep):
+        swap_link(ctx.layout.path(step.link), step.target)
+    elif isinstance(step, S.EnableStep):
+        system.enable_units(ctx.layout, step.units, ctx.scratch)
+    elif isinstance(step, S.PathsStep):
+        tljh.ensure_paths(ctx.layout)
+    elif isinstance(step, S.TraefikConfigStep):
+        tljh.render_traefik(step, ctx)
+    elif isinstance(step, S.RetireProxyStep):
+        tljh.retire_proxy(ctx)
+    else:
+        raise AssertionError(f"no action for {type(step).__name__}")
+
+
+def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:
+    """Build the step's directory afresh (one left by an interrupted run goes first), and mark
+    it complete last."""
+    path = ctx.layout.path(f"{L.PREFIX}/{step.directory}")
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        build(path)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    (path / MARKER).write_text(step.key)
+    ctx.trees[step.directory] = directory_hash(path)
