@@ -25,6 +25,7 @@ from tests.e2e.fixtures import *  # noqa: F403  (e2e_rootfs, e2e_workdir)
 from tests.e2e.machine import BootedMachine
 from tests.e2e.real_bundle import build_real_bundles
 from tests.e2e.test_apply import apply, tljh_lock, wait_for_hub
+from tljh_lock.bundle import safe_archive
 
 REPO = Path(__file__).resolve().parents[2]
 REPORTS = REPO / "build" / "tljh-integration"
@@ -94,13 +95,29 @@ def https_hub(m: BootedMachine) -> int:
     return int(r.stdout or 0)
 
 
+def leaked_password(m: BootedMachine, *outputs: str) -> list[str]:
+    """Where the admin's password is found: the files of TLJH's prefix that apply writes (the
+    hub's password database keeps its bcrypt hash), /etc, the journal and apply's output."""
+    found = m.run(["grep", "-rlsF", tljh_suite.ADMIN_PASSWORD, "/opt/tljh/state",
+                   "/opt/tljh/config", "/opt/tljh/installer.log", "/etc"],
+                  check=False).stdout.split()
+    if tljh_suite.ADMIN_PASSWORD in m.run(["journalctl", "--no-pager", "-o", "cat"]).stdout:
+        found.append("the journal")
+    found += ["apply's output" for out in outputs if tljh_suite.ADMIN_PASSWORD in out]
+    return found
+
+
 def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
                                            bundles: dict[str, Any], wheelhouse: Path) -> None:
     problems: list[str] = []
     binds = {bundles["dir"]: "/mnt/bundles", wheelhouse: tljh_suite.WHEELS}
     with BootedMachine(e2e_rootfs, e2e_workdir, binds) as m:
-        apply(m, "old")
+        # as TLJH's CI runs its installer (test_admin_installer logs in as this admin)
+        first = apply(m, "old", "--admin", f"{tljh_suite.ADMIN}:{tljh_suite.ADMIN_PASSWORD}")
         old_hub = wait_for_hub(m)["version"]
+        leaks = leaked_password(m, first.stdout, first.stderr)
+        if leaks:
+            problems.append(f"the admin's password is in {', '.join(leaks)}")
         # apply renders traefik's configuration as TLJH's own reload does, byte for byte
         rendered = m.run(["sha256sum", TRAEFIK_TOML]).stdout
         tljh_config(m, "reload", "proxy")
@@ -178,8 +195,14 @@ def test_tljh_suite_in_tljh_two_unit_layout(e2e_rootfs: Path, e2e_workdir: Path,
     problems: list[str] = []
     binds = {two_unit_bundles["dir"]: "/mnt/bundles", wheelhouse: tljh_suite.WHEELS}
     with BootedMachine(e2e_rootfs, e2e_workdir, binds) as m:
-        apply(m, "old")
+        # the admin on apply's stdin, as the Ansible role hands admins over
+        first = m.run(["python3", f"/mnt/bundles/{safe_archive.PYZ_NAME}", "apply", "--bundle",
+                       "/mnt/bundles/old.bundle", "--admins-from", "-"], timeout=900,
+                      input=f"# TLJH's CI admin\n{tljh_suite.ADMIN}:{tljh_suite.ADMIN_PASSWORD}\n")
         wait_for_hub(m)
+        leaks = leaked_password(m, first.stdout, first.stderr)
+        if leaks:
+            problems.append(f"the admin's password is in {', '.join(leaks)}")
         enabled = m.run("ls /etc/systemd/system/multi-user.target.wants").stdout.split()
         assert {"jupyterhub.service", "traefik.service"} <= set(enabled), enabled
         assert "configurable-http-proxy.service" not in enabled

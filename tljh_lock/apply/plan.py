@@ -12,9 +12,11 @@ from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import render, tljh
+from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.observe import Interpreter, Observed
 from tljh_lock.apply.state import State
 from tljh_lock.apply.steps import (
+    AdminsStep,
     EnableStep,
     FileStep,
     GroupStep,
@@ -87,9 +89,10 @@ def check_applicable(lock: Lock) -> None:
 
 
 def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpreter,
-         built: BuiltWheels) -> Plan:
+         built: BuiltWheels, admins: tuple[Admin, ...] = ()) -> Plan:
     """The steps that install `lock` (whose file has `lock_sha256`) with `interpreter`, the
-    wheels built from its sources taken from `built`."""
+    wheels built from its sources taken from `built`, and set up `admins` as TLJH's installer
+    does."""
     hub = lock.components.get(HUB)
     if not isinstance(hub, pip_lock.Component):
         raise InputError(f"the lock has no pip component {HUB!r} (the hub environment)")
@@ -126,7 +129,23 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     if USER_ENV in lock.components:
         steps.append(_user_step(lock, observed, built, interpreter.arch, wheels.installer))
     steps += system_steps(observed, dirs)
+    if admins:
+        # before the links: a failure leaves the previous generation in use
+        first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
+        steps.insert(first_link, _admins_step(admins, dirs))
     return Plan(lock_sha256, steps, dirs, compared_versions(lock))
+
+
+def _admins_step(admins: tuple[Admin, ...], dirs: dict[str, str]) -> Step:
+    """Keyed by the names only: a password's hash, even, stays out of the state."""
+    names = [admin.name for admin in admins]
+    with_password = [admin.name for admin in admins if admin.password is not None]
+    return AdminsStep(
+        id="tljh-admins", summary=f"TLJH admins {', '.join(names)} in users.admin of "
+        f"{tljh.CONFIG_FILE}" + (f"; the password of {', '.join(with_password)} in "
+                                 f"{tljh.PASSWORDS}" if with_password else ""),
+        key=hash_of("admins", *names), done=False, restarts=(JUPYTERHUB_UNIT,),
+        admins=admins, python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")
 
 
 def _proxy_step(lock: Lock, component: Component, observed: Observed, dirs: dict[str, str],

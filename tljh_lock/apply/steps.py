@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.render import RenderedFile
 from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.targets import Target
@@ -110,3 +111,12 @@ class TraefikConfigStep(Step):
 class RetireProxyStep(Step):
     """Leaving the three-unit layout: configurable-http-proxy's unit goes, as TLJH's installer
     removes it."""
+
+
+@dataclass
+class AdminsStep(Step):
+    """TLJH admins set up as TLJH's installer does (`--admin`), with the hub's TLJH. Done only
+    once it ran: whether a password matches is bcrypt's to tell, on the server."""
+
+    admins: tuple[Admin, ...] = ()
+    python: str = ""  # below --root

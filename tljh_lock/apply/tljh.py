@@ -48,3 +48,42 @@ CREATED = (CONFIG_FILE, API_SECRET)
 RENDER = ("import sys\n"
           "from tljh.traefik import ensure_traefik_config\n"
           "ensure_traefik_config(sys.argv[1])\n")
+
+# run with the hub environment's python, the admins (admins.stdin_payload) on stdin: what
+# TLJH's installer does for `--admin` (tljh.installer.ensure_admins), through TLJH's own
+# config code and file format, except that the names are added to users.admin (TLJH's
+# installer replaces the list; an admin's own entries stay) and that a password is hashed
+# again only when the one kept does not match it (bcrypt, as TLJH and FirstUseAuthenticator).
+PASSWORDS = f"{L.STATE}/passwords.dbm"
+ADMINS = """\
+import dbm, json, os, sys
+import bcrypt
+from tljh.config import (CONFIG_FILE, STATE_DIR, add_item_to_config, config_file_lock,
+                         get_current_config)
+from tljh.yaml import yaml
+
+os.umask(0o077)
+wanted = json.load(sys.stdin)
+added = []
+with config_file_lock(CONFIG_FILE):
+    config = get_current_config(CONFIG_FILE) or {}
+    for admin in wanted:
+        present = (config.get("users") or {}).get("admin") or []
+        if admin["name"] not in present:
+            config = add_item_to_config(config, "users.admin", admin["name"])
+            added.append(admin["name"])
+    if added:
+        with open(CONFIG_FILE, "w") as f:
+            yaml.dump(config, f)
+passwords = []
+with dbm.open(os.path.join(STATE_DIR, "passwords.dbm"), "c", 0o600) as db:
+    for admin in wanted:
+        if admin["password"] is None:
+            continue
+        secret = admin["password"].encode()
+        kept = db.get(admin["name"])
+        if kept is None or not bcrypt.checkpw(secret, kept):
+            db[admin["name"]] = bcrypt.hashpw(secret, bcrypt.gensalt())
+            passwords.append(admin["name"])
+print(json.dumps({"added": added, "passwords": passwords}))
+"""

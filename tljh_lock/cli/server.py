@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tljh_lock.apply import admins as A
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
@@ -58,6 +59,14 @@ def add_apply(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-downgrade", action="store_true",
                    help="apply a lock older than the current one (lower jupyterhub, TLJH, "
                    "traefik, Node.js or proxy version, or an earlier generation's lock)")
+    p.add_argument("--admin", action="append", default=[], metavar="NAME[:PASSWORD]",
+                   help="a TLJH admin, as TLJH's installer --admin sets one up: NAME added to "
+                   "users.admin of config.yaml, PASSWORD (bcrypt) for FirstUseAuthenticator "
+                   "(repeatable; a command line is readable by every user: prefer "
+                   "--admins-from for passwords)")
+    p.add_argument("--admins-from", metavar="FILE|-",
+                   help="admins read from FILE (- for standard input), one NAME or "
+                   "NAME:PASSWORD a line; blank lines and # comments are skipped")
 
 
 def add_verify(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -133,12 +142,30 @@ def _mirror_builds(fetcher: Fetcher) -> dict[str, tuple[str, Artifact]]:
     return found
 
 
+def _admins(args: argparse.Namespace) -> tuple[A.Admin, ...]:
+    """Read before anything else happens: bad input changes nothing."""
+    found = [A.parse(entry, f"--admin #{n}") for n, entry in enumerate(args.admin, 1)]
+    if args.admins_from == "-":
+        found += A.read(sys.stdin.read(), "standard input (--admins-from -)")
+    elif args.admins_from:
+        try:
+            text = Path(args.admins_from).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--admins-from {args.admins_from}: cannot be read "
+                             f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})",
+                             hint="name a readable UTF-8 file, or - for standard input"
+                             ) from None
+        found += A.read(text, args.admins_from)
+    return A.merged(found)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    admins = _admins(args)
     lock_path, source = _source(args)
     try:
         outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
                                dry_run=args.dry_run, allow_downgrade=args.allow_downgrade,
-                               log=progress_log(args))
+                               admins=admins, log=progress_log(args))
     finally:
         source.close()
     layout = Layout(args.root)

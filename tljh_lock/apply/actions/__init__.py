@@ -20,8 +20,10 @@ from tljh_lock.apply.tree import directory_hash
 from tljh_lock.core.files import swap_link
 
 
-def execute(step: S.Step, ctx: Context) -> None:
-    """Make `step` done."""
+def execute(step: S.Step, ctx: Context) -> bool:
+    """Make `step` done; False when it found everything in place and changed nothing."""
+    if isinstance(step, S.AdminsStep):
+        return tljh.ensure_admins(step, ctx)
     if isinstance(step, S.HubBuild):
         _build(step, ctx, lambda path: venv.build_hub(step, ctx, path))
     elif isinstance(step, S.UnpackBuild):
@@ -49,6 +51,7 @@ def execute(step: S.Step, ctx: Context) -> None:
         tljh.retire_proxy(ctx)
     else:
         raise AssertionError(f"no action for {type(step).__name__}")
+    return True
 
 
 def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:

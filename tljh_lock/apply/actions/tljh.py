@@ -4,14 +4,16 @@ environment, and configurable-http-proxy's unit retired when the layout drops th
 
 from __future__ import annotations
 
+import json
 import secrets
 
+from tljh_lock.apply import admins as A
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import tljh
 from tljh_lock.apply.actions import system
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.steps import TraefikConfigStep
+from tljh_lock.apply.steps import AdminsStep, TraefikConfigStep
 from tljh_lock.core.files import write_atomic
 from tljh_lock.core.runner import run
 
@@ -54,3 +56,17 @@ def retire_proxy(ctx: Context) -> None:
     run(["systemctl", f"--root={ctx.layout.root.resolve()}", "disable", tljh.PROXY_UNIT],
         what=f"disabling {tljh.PROXY_UNIT}", tmpdir=ctx.scratch)
     ctx.layout.path(f"{L.UNIT_DIR}/{tljh.PROXY_UNIT}").unlink(missing_ok=True)
+
+
+def ensure_admins(step: AdminsStep, ctx: Context) -> bool:
+    """Whether anything changed: a name added to users.admin, or a password set."""
+    result = run([ctx.layout.path(step.python), "-c", tljh.ADMINS],
+                 env={"TLJH_INSTALL_PREFIX": str(ctx.layout.path(L.PREFIX))},
+                 what="setting up TLJH's admins with TLJH's tljh.config", tmpdir=ctx.scratch,
+                 stdin=A.stdin_payload(step.admins))
+    done = json.loads(result.stdout.strip().splitlines()[-1])
+    if done["added"]:
+        ctx.log(f"added to users.admin: {', '.join(done['added'])}")
+    if done["passwords"]:
+        ctx.log(f"password set: {', '.join(done['passwords'])}")
+    return bool(done["added"] or done["passwords"])
