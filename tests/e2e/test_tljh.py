@@ -15,6 +15,7 @@ results are kept in build/tljh-integration/ (JSON and pytest's output).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,15 @@ def https_hub(m: BootedMachine) -> int:
     return int(r.stdout or 0)
 
 
+def wait_for_https_hub(m: BootedMachine, timeout: float = 90.0) -> None:
+    """With HTTPS on, TLJH's traefik redirects :80 to :443: the hub is asked there."""
+    deadline = time.monotonic() + timeout
+    while https_hub(m) != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/hub/api over HTTPS answers {https_hub(m)}")
+        time.sleep(1)
+
+
 def leaked_password(m: BootedMachine, *outputs: str) -> list[str]:
     """Where the admin's password is found: the files of TLJH's prefix that apply writes (the
     hub's password database keeps its bcrypt hash), /etc, the journal and apply's output."""
@@ -158,14 +168,14 @@ def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
                            ("https.tls.cert", f"{SSL}/ssl.cert")):
             tljh_config(m, "set", key, value)
         tljh_config(m, "reload", "proxy")
-        wait_for_hub(m)  # traefik restarted
+        wait_for_https_hub(m)  # traefik restarted
         for when in ("after `tljh-config reload proxy`", "after a re-apply"):
             if served_certificate(m) != cert or https_hub(m) != 200:
                 problems.append(f"{when}: :443 serves {served_certificate(m)[:60]!r}, "
                                 f"/hub/api over HTTPS answers {https_hub(m)}")
             if when.endswith("proxy`"):
                 again = json.loads(apply(m, "new", "--json").stdout)
-                wait_for_hub(m)
+                wait_for_https_hub(m)
         verify = tljh_lock(m, "verify", check=False)
         if verify.returncode != 0:
             problems.append(f"verify after HTTPS and a re-apply ({again['ran']} ran): "
