@@ -21,6 +21,8 @@ from tljh_lock.cli.main import main
 from tljh_lock.core.errors import TljhLockError
 
 REPO = Path(__file__).resolve().parents[1]
+# The shared upstream facts beside the clone (CI binds them there), or where TLJH_SHARED says.
+SHARED = Path(os.environ.get("TLJH_SHARED", REPO.parent / "shared"))
 TEST_RECIPES = REPO / "tests" / "recipes"
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections fail fast
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Upstream, copy_recipes, serve
+from tests.conftest import REPO, SHARED, Upstream, copy_recipes, serve
 from tests.upstream import FixtureUpstream
 from tests.upstream.real_binaries import fill_real_binaries
 from tests.upstream.release_scenarios import (
@@ -39,7 +39,6 @@ from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.mirrors import MirrorMap
 
 RELEASES = ("traefik", "miniforge", "nodejs")
-SHARED = Path(os.environ.get("TLJH_SHARED", REPO.parent / "shared"))
 FACTS = SHARED / "upstream-facts"
 FACTS_MIRRORS = [
     f"--mirror=https://github.com/={(FACTS / 'github.com').as_uri()}/",

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import REPO, SHARED
 from tests.upstream import (
     FixtureUpstream,
     archive_tree_hash,
@@ -39,9 +40,8 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-REPO = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).with_name("uv")
-TLJH_FACTS = Path(__file__).resolve().parents[2] / "shared" / "upstream-facts" / "tljh.toml"
+TLJH_FACTS = SHARED / "upstream-facts" / "tljh.toml"
 
 # [tree-hash-test-vector] of the shared upstream facts (tljh.toml), copied so the test runs
 # without them; test_dirhash_vector_matches_shared_facts checks the copy when they are present.
@@ -135,7 +135,7 @@ def test_dirhash_test_vector() -> None:
 
 
 @pytest.mark.skipif(not TLJH_FACTS.is_file(),
-                    reason=f"needs {TLJH_FACTS} (../shared beside the clone)")
+                    reason=f"needs {TLJH_FACTS} (../shared beside the clone, or set TLJH_SHARED)")
 def test_dirhash_vector_matches_shared_facts() -> None:
     vector = tomllib.loads(TLJH_FACTS.read_text())["tree-hash-test-vector"]
     assert vector["files"] == VECTOR_FILES
