@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import tomllib
 from packaging.pylock import Pylock
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED
 from tljh_lock.export.pylock import export
 from tljh_lock.lock import file as lockfile
 from tljh_lock.resolve import source_pin
@@ -18,7 +17,7 @@ from tljh_lock.upstream.http import Client
 from tljh_lock.upstream.mirrors import MirrorMap
 
 LOCK = REPO / "locks" / "tljh.lock.toml"
-FACTS = Path(os.environ.get("TLJH_SHARED", REPO.parent / "shared")) / "upstream-facts"
+FACTS = SHARED / "upstream-facts"
 
 
 def test_committed_lock_is_fresh_and_installable(tljh):

