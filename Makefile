@@ -20,7 +20,7 @@ SHARED ?= $(abspath ../shared)
 FACTS_MIRRORS := --mirror https://github.com/=file://$(SHARED)/upstream-facts/github.com/ \
 	--mirror https://nodejs.org/=file://$(SHARED)/upstream-facts/nodejs.org/
 
-.PHONY: demo test test-online test-slow test-fleet reliability bench lint lock clean
+.PHONY: demo test test-online test-slow test-tljh test-fleet reliability bench lint lock clean
 
 # deps.GOAL: the Debian packages GOAL needs; listed first, so that they are there before .venv.
 deps.%:
@@ -52,6 +52,10 @@ test-online: deps.test-online $(STAMP)
 test-slow: deps.test-slow $(STAMP)
 	$(BIN)/python -m pytest -m slow -o addopts=""
 
+# TLJH's own integration suite against a tljh-lock server, alone (also part of test-slow).
+test-tljh: deps.test-tljh $(STAMP)
+	$(BIN)/python -m pytest -m tljh -o addopts="" tests/e2e/test_tljh.py
+
 $(FLEET_STAMP): tests/fleet/requirements.txt
 	$(PYTHON) -m venv $(FLEET_VENV)
 	$(PIP_ENV) $(FLEET_VENV)/bin/pip install -q --require-hashes --no-deps \
@@ -72,10 +76,13 @@ reliability: deps.reliability $(STAMP)
 bench: deps.bench $(STAMP)
 	$(BIN)/python -m tests.bench
 
-# The committed lock: PyPI and npm live, GitHub and nodejs.org through upstream-facts.
+# The committed lock: PyPI and npm live, GitHub and nodejs.org through upstream-facts; then
+# its TLJH source pin verified against the archive there (tree hash and declared metadata).
 lock: deps.lock $(STAMP)
 	$(BIN)/tljh-lock update $(FACTS_MIRRORS)
 	$(BIN)/tljh-lock check
+	TLJH_SHARED=$(SHARED) TLJH_LOCK_REQUIRE_FACTS=1 $(BIN)/python -m pytest -q -o addopts="" \
+	  tests/test_committed_lock.py -k source_pin
 
 lint: deps.lint $(STAMP)
 	$(BIN)/ruff check tljh_lock tests

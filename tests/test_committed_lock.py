@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import tomllib
 from packaging.pylock import PackageVcs, Pylock
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED
 from tljh_lock.core.errors import InputError
 from tljh_lock.export.pylock import export
 from tljh_lock.lock import file as lockfile
+from tljh_lock.resolve import source_pin
+from tljh_lock.upstream.http import Client
+from tljh_lock.upstream.mirrors import MirrorMap
 
 LOCK = REPO / "locks" / "tljh.lock.toml"
+FACTS = SHARED / "upstream-facts"
 
 
 def test_committed_lock_is_fresh_and_installable(tljh):
@@ -98,3 +103,19 @@ def test_pylock_refuses_a_source_pin_it_cannot_name_a_git_commit_for():
     hub.sources = (dataclasses.replace(pin, url="https://example.org/tljh.tar.gz"),)
     with pytest.raises(InputError, match="no git URL for it"):
         export(lock, "hub")
+
+
+def test_committed_source_pin_is_the_archive_in_upstream_facts():
+    """The committed lock's TLJH is the tree of the archive in shared/upstream-facts: its tree
+    hash, and the name, version and requirements its own setup.py declares. `make lock` runs
+    this with TLJH_LOCK_REQUIRE_FACTS=1, where a missing archive fails instead of skipping
+    (`update` only warns when an archive cannot be reached)."""
+    lock = lockfile.load(LOCK)
+    [source] = lock.components["hub"].sources
+    archive = FACTS / source.url.removeprefix("https://")
+    if not archive.is_file():
+        if os.environ.get("TLJH_LOCK_REQUIRE_FACTS"):
+            pytest.fail(f"{archive} is missing: `make lock` verifies the source pin against it")
+        pytest.skip(f"no upstream facts at {FACTS} (set TLJH_SHARED)")
+    client = Client(MirrorMap.from_pairs({"https://github.com/": f"{FACTS.as_uri()}/github.com/"}))
+    assert source_pin.verify(client, source, str(LOCK)) == source

@@ -180,8 +180,9 @@ def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Pa
     outcome = apply(fixture, root, "new-hub")
     assert (half / "bin/python3").is_symlink()
     assert outcome.generation == 2
-    # a new lock changes only what changed: the hub set, and the link to it
-    assert outcome.ran == ["hub", "link:/opt/tljh/hub"]
+    # a new lock changes only what changed: the hub set, traefik's configuration rendered by
+    # its TLJH (as TLJH's installer does), and the link to it
+    assert outcome.ran == ["hub", "tljh-traefik", "link:/opt/tljh/hub"]
     assert os.readlink(root / "opt/tljh/hub") != hub_before
     assert verify(Layout(root)) == []
 

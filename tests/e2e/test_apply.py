@@ -1,6 +1,6 @@
-"""`apply --bundle` on a booted Debian 12 with no network: real JupyterHub wheels (resolved
-against PyPI), real configurable-http-proxy (npm), real Node.js and traefik binaries repacked
-into their upstreams' layouts, a stand-in Miniforge and a TLJH-like source pin.
+"""`apply --bundle` on a booted Debian 12 with no network: the real TLJH (2.0.0, then main) and
+JupyterHub wheels (resolved against PyPI), real configurable-http-proxy (npm), real Node.js and
+traefik binaries repacked into their upstreams' layouts and a stand-in Miniforge.
 
 Run: python -m pytest -m slow tests/e2e/test_apply.py -p no:cacheprovider -o addopts=""
 Needs root, what `.ci/deps test-slow` lists and (to build the bundles) PyPI and the npm registry.
@@ -27,7 +27,7 @@ UNITS = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.servi
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory,
             vendor_store: Path) -> dict[str, Any]:
-    """Two bundles: "old" (TLJH stand-in 2.0.0) and "new" (2.0.1), for this arch, a corrupted
+    """Two bundles: "old" (TLJH 2.0.0) and "new" (TLJH main), for this arch, a corrupted
     "bad" one, plus the bundle's zipapp, all in one directory the machine mounts read-only."""
     return build_real_bundles(tmp_path_factory.mktemp("e2e-apply"), vendor_store)
 
@@ -86,7 +86,7 @@ def test_apply_on_a_booted_debian(e2e_rootfs: Path, e2e_workdir: Path,
         assert m.run(["sudo", "-n", "id", "-u"], user="bob", check=False).returncode != 0
         assert m.run(["readlink", "/usr/bin/tljh-config"]).stdout.strip() == \
             "/opt/tljh/hub/bin/tljh-config"
-        assert m.run(["tljh-config"]).stdout.strip() == "tljh-config (e2e stand-in)"
+        assert m.run(["tljh-config", "--help"]).stdout.startswith("usage: tljh-config")
         verify = m.run(["systemd-analyze", "verify", *(f"/etc/systemd/system/{u}" for u in UNITS)],
                        check=False)
         assert verify.returncode == 0 and verify.stderr == "", verify.stderr
@@ -110,10 +110,11 @@ def test_apply_on_a_booted_debian(e2e_rootfs: Path, e2e_workdir: Path,
 
         upgraded = json.loads(apply(m, "new", "--json").stdout)
         assert upgraded["generation"] == 2
-        assert upgraded["ran"] == ["hub", "link:/opt/tljh/hub"]  # only what changed
+        # only what changed, and traefik's configuration rendered by the new TLJH
+        assert upgraded["ran"] == ["hub", "tljh-traefik", "link:/opt/tljh/hub"]
         wait_for_hub(m)
-        assert "2.0.1" in m.run(["/opt/tljh/hub/bin/python3", "-m", "pip", "show",
-                                 "the-littlest-jupyterhub"]).stdout
+        assert "Version: 2.0.1.dev0\n" in m.run(["/opt/tljh/hub/bin/python3", "-m", "pip", "show",
+                                                "the-littlest-jupyterhub"]).stdout
 
         refused = apply(m, "old", check=False)
         assert refused.returncode == EXIT_FAILURE and "older" in refused.stderr
@@ -124,6 +125,6 @@ def test_apply_on_a_booted_debian(e2e_rootfs: Path, e2e_workdir: Path,
         tljh_lock(m, "rollback")
         assert json.loads(tljh_lock(m, "status", "--json").stdout)["current"]["number"] == 1
         assert wait_for_hub(m)["version"] == installed
-        assert "2.0.0" in m.run(["/opt/tljh/hub/bin/python3", "-m", "pip", "show",
-                                 "the-littlest-jupyterhub"]).stdout
+        assert "Version: 2.0.0\n" in m.run(["/opt/tljh/hub/bin/python3", "-m", "pip", "show",
+                                           "the-littlest-jupyterhub"]).stdout
         assert tljh_lock(m, "verify").returncode == 0

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from tests.reliability.manifest import Entry, Loss, compare, invalid_sudoers, manifest
+from tests.reliability.manifest import (
+    Entry,
+    Loss,
+    compare,
+    invalid_sudoers,
+    manifest,
+    mode_problems,
+)
 from tests.support import apply_scenario as scenario
 from tljh_lock.apply.observe import MARKER
 from tljh_lock.bundle import safe_archive
@@ -134,6 +141,10 @@ def build_world(work: Path, log, twice: bool = True) -> World:  # type: ignore[n
         if result.returncode != 0:
             raise RuntimeError(f"the uninterrupted apply ({name}) failed: {result.stderr}")
         world.references[name] = world.manifest()
+        wrong = mode_problems(world.references[name])
+        if wrong:
+            raise RuntimeError(f"the uninterrupted apply ({name}) left modes that are not "
+                               f"TLJH's: {'; '.join(wrong)}")
         leaked = clear(world.tmp)
         if leaked:
             raise RuntimeError(f"an uninterrupted apply left {leaked} in TMPDIR")

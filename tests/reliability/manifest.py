@@ -17,6 +17,8 @@ from tljh_lock.apply.observe import MARKER
 # Content is left out, existence and mode are still compared.
 VOLATILE_CONTENT = {
     "opt/tljh/state/proxy.env": "the proxy's auth token, random, generated once per server",
+    "opt/tljh/state/traefik-api.secret": "TLJH's traefik API password, random, generated once "
+                                         "per server",
     "opt/tljh/state/apply.lock": "the pid of the last apply that held the lock",
 }
 VOLATILE_NOTES = {
@@ -24,6 +26,30 @@ VOLATILE_NOTES = {
     "opt/tljh/state/state.json": "`applied-at` of each generation is a timestamp: compared "
                                  "without it",
     "__pycache__/": "bytecode python writes at run time (tree.py skips it for the same reason)",
+}
+# The modes TLJH gives what it keeps and what apply writes (TLJH's installer, bootstrap and
+# tljh.traefik; 0440 for sudoers, which visudo asks for): every reference manifest must have
+# them, so every case that reaches its reference has them too.
+EXPECTED_MODES = {
+    "opt/tljh": "0755",
+    "opt/tljh/state": "0700",
+    "opt/tljh/state/rules": "0700",
+    "opt/tljh/config": "0700",
+    "opt/tljh/config/jupyterhub_config.d": "0700",
+    "opt/tljh/config/traefik_config.d": "0700",
+    "opt/tljh/installer.log": "0500",
+    "opt/tljh/config/config.yaml": "0600",
+    "opt/tljh/state/traefik-api.secret": "0600",
+    "opt/tljh/state/traefik.toml": "0600",
+    "opt/tljh/state/acme.json": "0600",
+    "opt/tljh/state/rules/dynamic.toml": "0600",
+    "opt/tljh/state/rules/rules.toml": "0600",
+    "opt/tljh/state/rules/tljh-lock-proxy.toml": "0600",
+    "opt/tljh/state/proxy.env": "0600",
+    "etc/sudoers.d/jupyterhub-admins": "0440",
+    "etc/systemd/system/jupyterhub.service": "0644",
+    "etc/systemd/system/traefik.service": "0644",
+    "etc/systemd/system/configurable-http-proxy.service": "0644",
 }
 _BUILT = re.compile(r"opt/tljh/(hub|node|proxy)\.[0-9a-f]{16}")
 STATE_JSON = "opt/tljh/state/state.json"
@@ -75,6 +101,18 @@ def manifest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, Entry]:
             else:
                 found[rel] = Entry("other", mode, "")
     return found
+
+
+def mode_problems(found: dict[str, Entry]) -> list[str]:
+    """Where a manifest lacks a path of EXPECTED_MODES or has it with another mode."""
+    problems = []
+    for path, mode in sorted(EXPECTED_MODES.items()):
+        entry = found.get(path)
+        if entry is None:
+            problems.append(f"{path}: missing (TLJH's mode is {mode})")
+        elif entry.mode != mode:
+            problems.append(f"{path}: mode {entry.mode}, TLJH's is {mode}")
+    return problems
 
 
 @dataclass

@@ -5,6 +5,7 @@ uninterrupted apply, nothing lost."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import concurrency, diskfull, harness, inputs, kills, rollback
+from tests.reliability.manifest import mode_problems
 from tljh_lock.core.errors import InputError
 from tljh_lock.core.files import write_atomic
 from tljh_lock.lock import file as lockfile
@@ -124,3 +126,15 @@ def test_seeded_points_are_reproducible(world: harness.World) -> None:
     again = kills.points(world, random.Random(7), quick=False, time_offsets=3)
     assert first == again
     assert len({p.name for p in first}) >= 30  # distinct kill points
+
+
+def test_the_manifest_asserts_tljh_modes(world: harness.World) -> None:
+    """Every reference has TLJH's modes (state and config 0700, installer.log 0500, ...);
+    `build_world` refuses one that does not, and so every case is held to them."""
+    for name, reference in world.references.items():
+        assert mode_problems(reference) == [], name
+    loose = dict(world.references["fresh"])
+    loose["opt/tljh/state"] = dataclasses.replace(loose["opt/tljh/state"], mode="0755")
+    del loose["opt/tljh/installer.log"]
+    assert mode_problems(loose) == ["opt/tljh/installer.log: missing (TLJH's mode is 0500)",
+                                    "opt/tljh/state: mode 0755, TLJH's is 0700"]

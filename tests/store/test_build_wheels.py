@@ -12,8 +12,10 @@ from tests.upstream import FixtureUpstream, build_wheel, generate_hub_scenario
 from tljh_lock.core import runner
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.core.targets import Target
+from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact
 from tljh_lock.store import build_wheels
+from tljh_lock.store.cas import SourceRecord
 from tljh_lock.store.fetch import fetch_lock
 
 
@@ -84,3 +86,15 @@ def test_build_package_without_a_wheel_is_an_error(built: dict[str, Any]) -> Non
                                    build_packages=(sdist_only,))
     with pytest.raises(TljhLockError, match="has no wheel for python"):
         build_wheels.build_requirements(hub_without_wheels, build_wheels.build_target())
+
+
+def test_a_source_declaring_an_unnormalized_version_is_matched_to_its_wheel() -> None:
+    """TLJH's default branch declares version "2.0.1.dev"; setuptools names the wheel
+    "2.0.1.dev0", and the build must accept it as that source's wheel."""
+    target = Target("debian-12-x86_64", "3.11.2", "2.36", "x86_64")
+    source = pip_lock.Source("the-littlest-jupyterhub", "2.0.1.dev",
+                             "https://example.org/a.tar.gz", "8" * 40, "h1:x", (), ())
+    hub = pip_lock.Component("hub", "0" * 64, "https://pypi.org/simple/", (), (source,))
+    record = SourceRecord(source.name, source.commit, "h1:x", "9" * 64, 1)
+    [item] = build_wheels._inputs(hub, [target], "x86_64", {(source.name, source.commit): record})
+    assert item.project == ("the-littlest-jupyterhub", "2.0.1.dev0")

@@ -19,6 +19,7 @@ from tests.conftest import TEST_RECIPES
 from tests.upstream import FixtureUpstream, generate_hub_scenario
 from tests.upstream.artifacts import build_wheel
 from tests.upstream.npm_scenarios import generate_npm_scenario
+from tests.upstream.scenarios import TLJH_TRAEFIK
 from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.bundle import zipapp
 from tljh_lock.bundle.write import write_bundle
@@ -133,7 +134,8 @@ def build_fixture(base: Path) -> Fixture:
         tljh["sha256"]: add_artifact(store, build_wheel(
             wheels, "the-littlest-jupyterhub", "2.0.0", requires_dist=("fx-web>=1", "fx-auth"),
             files={"tljh/__init__.py": '__version__ = "2.0.0"\n',
-                   "tljh/config.py": "def main():\n    print('tljh-config (fixture)')\n"},
+                   "tljh/config.py": "def main():\n    print('tljh-config (fixture)')\n",
+                   "tljh/traefik.py": TLJH_TRAEFIK},
             entry_points={"console_scripts": {"tljh-config": "tljh.config:main"}}), "built:"),
     }
     traefik = add_artifact(store, make_tar(base / "traefik_v3.6.5_linux_amd64.tar.gz",

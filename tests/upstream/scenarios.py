@@ -71,6 +71,45 @@ if __name__ == "__main__":
 '''
 
 
+# tljh.traefik of the fixture TLJH: TLJH's interface (`ensure_traefik_config(state_dir)`, config
+# from TLJH_INSTALL_PREFIX) and TLJH's files and modes, with a short static configuration.
+TLJH_TRAEFIK = '''\
+"""tljh.traefik of the fixture TLJH: renders traefik's configuration in TLJH's layout."""
+
+import os
+
+CONFIG_DIR = os.path.join(os.environ.get("TLJH_INSTALL_PREFIX", "/opt/tljh"), "config")
+
+STATIC = """[entryPoints.http]
+address = ":80"
+
+[entryPoints.auth_api]
+address = "localhost:8099"
+
+[providers.file]
+directory = "{rules}"
+watch = true
+"""
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+
+
+def ensure_traefik_config(state_dir):
+    rules = os.path.join(state_dir, "rules")
+    os.makedirs(os.path.join(CONFIG_DIR, "traefik_config.d"), mode=0o700, exist_ok=True)
+    os.makedirs(rules, mode=0o700, exist_ok=True)
+    _write(os.path.join(state_dir, "traefik.toml"), STATIC.format(rules=rules))
+    _write(os.path.join(rules, "dynamic.toml"), "")
+    _write(os.path.join(rules, "rules.toml"), "")
+    with open(os.path.join(state_dir, "acme.json"), "a") as f:
+        os.fchmod(f.fileno(), 0o600)
+'''
+
+
 def dirhash_h1(files: Mapping[str, bytes]) -> str:
     """Go's dirhash "h1" over ``{relative posix path: contents}``.
 
@@ -164,6 +203,7 @@ def generate_hub_scenario(root: Union[str, Path]) -> dict[str, Any]:
         "pyproject.toml": _TLJH_PYPROJECT.encode(),
         "tljh/__init__.py": f'__version__ = "{TLJH_VERSION}"\n'.encode(),
         "tljh/config.py": _TLJH_CONFIG.encode(),
+        "tljh/traefik.py": TLJH_TRAEFIK.encode(),
         # Outside any package, so not installed; here because the real tree has one executable.
         "bootstrap/bootstrap.py": b"#!/usr/bin/env python3\nprint('bootstrap (fixture)')\n",
     }

@@ -14,8 +14,12 @@ What goes where (below --root):
     /opt/tljh/node -> node.<key>    Node.js, unpacked from the verified release tarball
     /opt/tljh/proxy -> proxy.<key>  configurable-http-proxy, `npm ci --offline`
     /opt/tljh/user                  Miniforge (in place, as TLJH keeps it) + the user pip set
-    /opt/tljh/state/                state.json, generations/<n>.lock.toml, apply.lock,
-                                    proxy.env (0600), jupyterhub_config.py, traefik*.toml
+    /opt/tljh/state/ (0700)         state.json, generations/<n>.lock.toml, apply.lock,
+                                    proxy.env (0600), jupyterhub_config.py; TLJH's own
+                                    traefik.toml, rules/ (0700), acme.json, rendered by TLJH's
+                                    tljh.traefik (tljh.py), and tljh-lock's route in rules/
+    /opt/tljh/config/ (0700)        TLJH's config.yaml (0600), the admin's: never rewritten
+    /opt/tljh/installer.log (0500)  as TLJH's bootstrap leaves it
     /opt/tljh/state/tmp/            the run's temporary files (TMPDIR of what it runs),
                                     emptied under the lock at its start and end
     /etc/systemd/system/{jupyterhub,configurable-http-proxy,traefik}.service (enabled)

@@ -19,6 +19,7 @@ from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
 from tljh_lock.apply.actions import execute, system
 from tljh_lock.apply.actions.context import Context
+from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.observe import MARKER, observe, probe
 from tljh_lock.apply.plan import Plan, check_applicable, downgrade_reasons, plan, system_steps
@@ -52,8 +53,9 @@ class Outcome:
 
 def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python: str, *,
           dry_run: bool = False, allow_downgrade: bool = False,
-          log: Log = lambda _: None) -> Outcome:
-    """Apply the lock at `lock_path`, or with none, the lock of the bundle `source`."""
+          admins: tuple[Admin, ...] = (), log: Log = lambda _: None) -> Outcome:
+    """Apply the lock at `lock_path`, or with none, the lock of the bundle `source`, and set up
+    `admins` as TLJH's installer does."""
     started = time.monotonic()
     interpreter = probe(python)
     lock_bytes, where = _lock_bytes(layout, lock_path, source)
@@ -63,13 +65,13 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
     check_applicable(lock)
     if dry_run:  # no lock taken: taking it would create the state directory
         observed = observe(layout)
-        planned = plan(lock, lock_sha256, observed, interpreter, source)
+        planned = plan(lock, lock_sha256, observed, interpreter, source, admins)
         _refuse_downgrade(planned, observed.state, allow_downgrade)
         return Outcome(planned, seconds=time.monotonic() - started)
     with S.exclusive(layout.state_dir), _scratch(layout, source) as scratch:
         observed = observe(layout)
         state = observed.state
-        planned = plan(lock, lock_sha256, observed, interpreter, source)
+        planned = plan(lock, lock_sha256, observed, interpreter, source, admins)
         _refuse_downgrade(planned, state, allow_downgrade)
         outcome = Outcome(planned)
         ctx = Context(layout, source, log, scratch)
@@ -138,7 +140,7 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
             continue
         ctx.log(f"{step.id}: {step.summary}")
         try:
-            execute(step, ctx)
+            changed = execute(step, ctx)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -154,7 +156,8 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
                 "sha256": hashlib.sha256(step.file.data).hexdigest(),
                 "mode": f"{step.file.mode:04o}"}
         S.save(ctx.layout.state_dir, state)  # an interrupted run resumes after this step
-        outcome.ran.append(step.id)
+        if changed:  # what changed nothing restarts nothing and is not reported as run
+            outcome.ran.append(step.id)
     # Steps already done (a state file lost, a run killed before it saved) are recorded too.
     for step in steps:
         state.steps[step.id] = step.key
@@ -162,6 +165,9 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
             state.files[step.file.path] = {
                 "sha256": hashlib.sha256(step.file.data).hexdigest(),
                 "mode": f"{step.file.mode:04o}"}
+    # Only the files this layout renders are ours to verify (traefik.toml became TLJH's).
+    rendered = {step.file.path for step in steps if isinstance(step, FileStep) and step.file}
+    state.files = {path: record for path, record in state.files.items() if path in rendered}
 
 
 def _commit(layout: Layout, state: State, planned: Plan, lock_bytes: bytes) -> int:

@@ -2,8 +2,9 @@
 
 `observe(layout)` looks at the state file, the built directories' markers, the rendered files'
 hashes and modes, the links, the groups (and what a killed groupadd left in /etc), the proxy
-token and the enabled units. `probe` asks the server's python3 what it is. Nothing here
-changes anything.
+token, the enabled units and TLJH's own paths (their modes, which TLJH rendered traefik's
+configuration, whether the proxy's unit is there). `probe` asks the server's python3 what it
+is. Nothing here changes anything.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
+from tljh_lock.apply import tljh
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.render import PROXY_ENV, render_all
 from tljh_lock.core.errors import TljhLockError
@@ -45,6 +47,9 @@ class Observed:
     residue: tuple[Path, ...]  # what a killed groupadd left (see `shadow_residue`)
     token: bool  # the proxy's auth token exists
     enabled: frozenset[str]  # units with a multi-user.target.wants link
+    tljh_paths: tuple[str, ...]  # what of TLJH's paths is not as TLJH keeps it
+    traefik_rendered_by: str | None  # the key of the render of the traefik.toml in place
+    proxy_unit: bool  # configurable-http-proxy's unit file is there
 
 
 def observe(layout: Layout) -> Observed:
@@ -60,7 +65,41 @@ def observe(layout: Layout) -> Observed:
         token=layout.path(PROXY_ENV).exists(),
         enabled=frozenset(unit for unit in L.UNITS if layout.path(
             f"{L.UNIT_DIR}/multi-user.target.wants/{unit}").is_symlink()),
+        tljh_paths=tuple(_tljh_paths(layout)),
+        traefik_rendered_by=_rendered_by(layout),
+        proxy_unit=layout.path(f"{L.UNIT_DIR}/{tljh.PROXY_UNIT}").exists(),
     )
+
+
+def mode(path: Path) -> int | None:
+    try:
+        return path.lstat().st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+def _tljh_paths(layout: Layout) -> list[str]:
+    """What is not as TLJH keeps it; empty when everything is."""
+    found = []
+    for directory, wanted in tljh.DIRECTORIES.items():
+        if mode(layout.path(directory)) != wanted:
+            found.append(f"{directory} mode {wanted:04o}")
+    if mode(layout.path(tljh.INSTALLER_LOG)) != tljh.INSTALLER_LOG_MODE:
+        found.append(f"{tljh.INSTALLER_LOG} mode {tljh.INSTALLER_LOG_MODE:04o}")
+    for path in tljh.CREATED:
+        have = mode(layout.path(path))
+        if have is None or have & 0o077:
+            found.append(f"{path} readable by root only")
+    return found
+
+
+def _rendered_by(layout: Layout) -> str | None:
+    """The key TLJH's render recorded, while the traefik.toml it wrote is there."""
+    try:
+        key = layout.path(tljh.RENDERED_BY).read_text()
+    except FileNotFoundError:
+        return None
+    return key if layout.path(tljh.TRAEFIK_CONFIG).exists() else None
 
 
 def _markers(layout: Layout) -> dict[str, str]:
@@ -76,10 +115,10 @@ def _markers(layout: Layout) -> dict[str, str]:
 
 def _files(layout: Layout) -> dict[str, tuple[str, int]]:
     found = {}
-    for file in render_all():
-        target = layout.path(file.path)
+    for path in sorted({f.path for proxied in (True, False) for f in render_all(proxied)}):
+        target = layout.path(path)
         try:
-            found[file.path] = (file_sha256(target), target.stat().st_mode & 0o7777)
+            found[path] = (file_sha256(target), target.stat().st_mode & 0o7777)
         except FileNotFoundError:
             continue
     return found

@@ -11,18 +11,23 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
-from tljh_lock.apply import render
+from tljh_lock.apply import render, tljh
+from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.observe import Interpreter, Observed
 from tljh_lock.apply.state import State
 from tljh_lock.apply.steps import (
+    AdminsStep,
     EnableStep,
     FileStep,
     GroupStep,
     HubBuild,
     LinkStep,
+    PathsStep,
     ProxyBuild,
+    RetireProxyStep,
     Step,
     TokenStep,
+    TraefikConfigStep,
     UnpackBuild,
     UserEnvStep,
 )
@@ -84,9 +89,10 @@ def check_applicable(lock: Lock) -> None:
 
 
 def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpreter,
-         built: BuiltWheels) -> Plan:
+         built: BuiltWheels, admins: tuple[Admin, ...] = ()) -> Plan:
     """The steps that install `lock` (whose file has `lock_sha256`) with `interpreter`, the
-    wheels built from its sources taken from `built`."""
+    wheels built from its sources taken from `built`, and set up `admins` as TLJH's installer
+    does."""
     hub = lock.components.get(HUB)
     if not isinstance(hub, pip_lock.Component):
         raise InputError(f"the lock has no pip component {HUB!r} (the hub environment)")
@@ -123,7 +129,23 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     if USER_ENV in lock.components:
         steps.append(_user_step(lock, observed, built, interpreter.arch, wheels.installer))
     steps += system_steps(observed, dirs)
+    if admins:
+        # before the links: a failure leaves the previous generation in use
+        first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
+        steps.insert(first_link, _admins_step(admins, dirs))
     return Plan(lock_sha256, steps, dirs, compared_versions(lock))
+
+
+def _admins_step(admins: tuple[Admin, ...], dirs: dict[str, str]) -> Step:
+    """Keyed by the names only: a password's hash, even, stays out of the state."""
+    names = [admin.name for admin in admins]
+    with_password = [admin.name for admin in admins if admin.password is not None]
+    return AdminsStep(
+        id="tljh-admins", summary=f"TLJH admins {', '.join(names)} in users.admin of "
+        f"{tljh.CONFIG_FILE}" + (f"; the password of {', '.join(with_password)} in "
+                                 f"{tljh.PASSWORDS}" if with_password else ""),
+        key=hash_of("admins", *names), done=False, restarts=(JUPYTERHUB_UNIT,),
+        admins=admins, python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")
 
 
 def _proxy_step(lock: Lock, component: Component, observed: Observed, dirs: dict[str, str],
@@ -189,17 +211,27 @@ def group_complete(observed: Observed, name: str) -> bool:
 
 
 def system_steps(observed: Observed, dirs: dict[str, str]) -> list[Step]:
-    """Groups, the proxy token, rendered files and links: what points at built directories."""
+    """Groups, TLJH's paths, the proxy token, rendered files, traefik's configuration and
+    links: what points at built directories. Without configurable-http-proxy, the layout is
+    TLJH 2.0's own two units."""
+    proxied = "proxy" in dirs
     steps: list[Step] = []
     for group in (L.USERS_GROUP, L.ADMINS_GROUP):
         steps.append(GroupStep(id=f"group:{group}", summary=f"group {group}",
                                key=hash_of("group", group),
                                done=group_complete(observed, group), name=group))
-    steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token {render.PROXY_ENV}"
-                           " (generated once, mode 0600)", key=hash_of("token"),
-                           done=observed.token, restarts=(PROXY_UNIT, JUPYTERHUB_UNIT)))
+    # first: what apply writes below TLJH's directories gets their modes
+    steps.append(PathsStep(
+        id="tljh-paths", summary="TLJH's directories and files with TLJH's modes (state and "
+        "config 0700, installer.log 0500, config.yaml and traefik-api.secret 0600)",
+        key=hash_of("tljh-paths", *(f"{d} {m:o}" for d, m in sorted(tljh.DIRECTORIES.items()))),
+        done=not observed.tljh_paths))
+    if proxied:
+        steps.append(TokenStep(id="proxy-token", summary=f"proxy auth token {render.PROXY_ENV}"
+                               " (generated once, mode 0600)", key=hash_of("token"),
+                               done=observed.token, restarts=(PROXY_UNIT, JUPYTERHUB_UNIT)))
     unit_hashes = []
-    for file in render.render_all():
+    for file in render.render_all(proxied):
         digest = hashlib.sha256(file.data).hexdigest()
         if file.path.startswith(L.UNIT_DIR):
             unit_hashes.append(f"{file.path} {digest}")
@@ -208,20 +240,41 @@ def system_steps(observed: Observed, dirs: dict[str, str]) -> list[Step]:
             key=hash_of("file", digest, oct(file.mode)),
             done=observed.files.get(file.path) == (digest, file.mode),
             restarts=_restarted_by(file.path), file=file))
+    # before the links: a configuration TLJH refuses to render leaves the previous generation
+    steps += _tljh_steps(observed, dirs)
     links = {L.HUB: dirs["hub"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"}
     if "node" in dirs:
         links[L.NODE] = dirs["node"]
-    if "proxy" in dirs:
+    if proxied:
         links[L.PROXY] = dirs["proxy"]
     for link, target in sorted(links.items()):
         steps.append(LinkStep(
             id=f"link:{link}", summary=f"{link} -> {target}", key=hash_of("link", link, target),
             done=observed.links.get(link) == target,
             restarts=_restarted_by(link), link=link, target=target))
-    enable_key = hash_of("enable", *unit_hashes)
-    steps.append(EnableStep(id="enable", summary=f"enable {', '.join(L.UNITS)}", key=enable_key,
-                            done=observed.enabled == frozenset(L.UNITS)))
+    units = render.units(proxied)
+    steps.append(EnableStep(id="enable", summary=f"enable {', '.join(units)}",
+                            key=hash_of("enable", *unit_hashes),
+                            done=set(units) <= observed.enabled, units=units))
     return steps
+
+
+def _tljh_steps(observed: Observed, dirs: dict[str, str]) -> list[Step]:
+    """traefik's configuration rendered by TLJH; the proxy's unit retired without the proxy."""
+    render_key = hash_of("tljh-traefik", dirs["hub"])
+    found: list[Step] = [TraefikConfigStep(
+        id="tljh-traefik", summary=f"traefik's configuration rendered by TLJH "
+        f"(tljh.traefik of {L.PREFIX}/{dirs['hub']})", key=render_key,
+        done=observed.traefik_rendered_by == render_key,
+        # TLJH's render empties rules/rules.toml, where its hub keeps its routes: without the
+        # proxy the hub restarts too and writes them again, as after TLJH's installer
+        restarts=(TRAEFIK_UNIT,) if "proxy" in dirs else (TRAEFIK_UNIT, JUPYTERHUB_UNIT),
+        python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")]
+    if "proxy" not in dirs and observed.proxy_unit:
+        found.append(RetireProxyStep(
+            id=f"retire:{PROXY_UNIT}", summary=f"remove {PROXY_UNIT} (TLJH's two-unit layout "
+            "has no proxy of its own)", key=hash_of("retire", PROXY_UNIT), done=False))
+    return found
 
 
 def _restarted_by(path: str) -> tuple[str, ...]:
@@ -231,7 +284,7 @@ def _restarted_by(path: str) -> tuple[str, ...]:
         return (PROXY_UNIT,)
     if path.endswith(JUPYTERHUB_UNIT) or path == render.HUB_CONFIG:
         return (JUPYTERHUB_UNIT,)
-    if path.endswith(TRAEFIK_UNIT) or path in (render.TRAEFIK_STATIC, render.TRAEFIK_DYNAMIC):
+    if path.endswith(TRAEFIK_UNIT):
         return (TRAEFIK_UNIT,)
     return ()
 

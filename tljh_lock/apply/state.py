@@ -105,7 +105,7 @@ def save(state_dir: Path, state: State) -> None:
 @contextmanager
 def exclusive(state_dir: Path) -> Iterator[None]:
     """Hold the apply lock; a second apply (or rollback) refuses instead of interleaving."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # TLJH's: the hub's secrets
     fd = os.open(state_dir / "apply.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

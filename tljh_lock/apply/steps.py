@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.render import RenderedFile
 from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.targets import Target
@@ -91,4 +92,31 @@ class LinkStep(Step):
 
 @dataclass
 class EnableStep(Step):
-    pass
+    units: tuple[str, ...] = ()
+
+
+@dataclass
+class PathsStep(Step):
+    """TLJH's directories and files with TLJH's modes (tljh.py)."""
+
+
+@dataclass
+class TraefikConfigStep(Step):
+    """TLJH renders traefik's configuration, with the hub environment's python."""
+
+    python: str = ""  # below --root
+
+
+@dataclass
+class RetireProxyStep(Step):
+    """Leaving the three-unit layout: configurable-http-proxy's unit goes, as TLJH's installer
+    removes it."""
+
+
+@dataclass
+class AdminsStep(Step):
+    """TLJH admins set up as TLJH's installer does (`--admin`), with the hub's TLJH. Done only
+    once it ran: whether a password matches is bcrypt's to tell, on the server."""
+
+    admins: tuple[Admin, ...] = ()
+    python: str = ""  # below --root

@@ -1,9 +1,15 @@
 """`verify`: drift between what the state says was applied and what is on disk: the rendered
-files' hashes and modes, the groups, token, links and units, the built directories' contents,
-the user environment's marker, the kept copy of the applied lock."""
+files' hashes and modes, the groups, token, links, units and TLJH's modes, the built
+directories' contents, the user environment's marker, the kept copy of the applied lock, and
+every locked distribution of the hub and user environments at its version. The files TLJH
+manages (`managed`) are the admin's: listed, never compared."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from tljh_lock.apply import distributions, render, tljh
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
 from tljh_lock.apply.layout import Layout
@@ -12,6 +18,7 @@ from tljh_lock.apply.plan import system_steps
 from tljh_lock.apply.steps import FileStep
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.core.files import file_sha256
+from tljh_lock.lock import file as lockfile
 
 
 def verify(layout: Layout) -> list[str]:
@@ -53,4 +60,19 @@ def verify(layout: Layout) -> list[str]:
     copy = S.lock_copy(layout.state_dir, current.number)
     if not copy.exists() or file_sha256(copy) != current.lock_sha256:
         problems.append(f"{copy}: missing or not the applied lock")
+    else:
+        problems += distributions.environment_problems(layout, lockfile.load(copy), current.dirs)
     return problems
+
+
+def managed(layout: Layout) -> list[str]:
+    """The files TLJH manages that are on this server: never compared, never rewritten."""
+    found = [tljh.TRAEFIK_CONFIG, tljh.ACME, tljh.CONFIG_FILE]
+    for directory in (tljh.RULES, L.CONFIG):
+        root = layout.path(directory)
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                path = "/" + str(Path(dirpath, name).relative_to(layout.root))
+                if path != render.TRAEFIK_ROUTE:
+                    found.append(path)
+    return sorted({p for p in found if layout.path(p).exists()})

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tljh_lock.apply import admins as A
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
-from tljh_lock.apply.verify import verify
+from tljh_lock.apply.verify import managed, verify
 from tljh_lock.cli.common import DEFAULT_LOCK, Subcommands, Verb, progress_log, quiet
 from tljh_lock.core.errors import (
     EXIT_FAILURE,
@@ -71,12 +72,23 @@ def add_apply(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-downgrade", action="store_true",
                    help="apply a lock older than the current one (lower jupyterhub, TLJH, "
                    "traefik, Node.js or proxy version, or an earlier generation's lock)")
+    p.add_argument("--admin", action="append", default=[], metavar="NAME[:PASSWORD]",
+                   help="a TLJH admin, as TLJH's installer --admin sets one up: NAME added to "
+                   "users.admin of config.yaml, PASSWORD (bcrypt) for FirstUseAuthenticator "
+                   "(repeatable; a command line is readable by every user: prefer "
+                   "--admins-from for passwords)")
+    p.add_argument("--admins-from", metavar="FILE|-",
+                   help="admins read from FILE (- for standard input), one NAME or "
+                   "NAME:PASSWORD a line; blank lines and # comments are skipped")
 
 
 def add_verify(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("verify", help="report drift from what was applied",
-                       description="Rehash the rendered files and built directories and check "
-                       "groups and links; exit 1 on any drift.")
+                       description="Rehash the rendered files and built directories, check "
+                       "that every locked distribution is installed at its version, check "
+                       "groups, links and TLJH's modes; exit 1 on any drift. The files TLJH "
+                       "manages (traefik.toml, state/rules/ but tljh-lock's route, config/, "
+                       "acme.json) are the admin's and are listed, not compared.")
     _add_root(p)
 
 
@@ -158,7 +170,25 @@ def _refuse_unprivileged(args: argparse.Namespace) -> None:
                                  "--root DIR")
 
 
+def _admins(args: argparse.Namespace) -> tuple[A.Admin, ...]:
+    """Read before anything else happens: bad input changes nothing."""
+    found = [A.parse(entry, f"--admin #{n}") for n, entry in enumerate(args.admin, 1)]
+    if args.admins_from == "-":
+        found += A.read(sys.stdin.read(), "standard input (--admins-from -)")
+    elif args.admins_from:
+        try:
+            text = Path(args.admins_from).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--admins-from {args.admins_from}: cannot be read "
+                             f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})",
+                             hint="name a readable UTF-8 file, or - for standard input"
+                             ) from None
+        found += A.read(text, args.admins_from)
+    return A.merged(found)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    admins = _admins(args)
     if not args.dry_run:
         _refuse_unprivileged(args)
     if not args.bundle:  # a missing or unreadable lock is said before the plan is made
@@ -168,7 +198,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
                                dry_run=args.dry_run, allow_downgrade=args.allow_downgrade,
-                               log=progress_log(args))
+                               admins=admins, log=progress_log(args))
     finally:
         source.close()
     layout = Layout(args.root)
@@ -191,14 +221,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    problems = verify(Layout(args.root))
+    layout = Layout(args.root)
+    problems = verify(layout)
+    tljh_managed = managed(layout)  # TLJH's and the admin's: not drift
     if args.json:
-        print(json.dumps({"ok": not problems, "drift": problems}, indent=2))
+        print(json.dumps({"ok": not problems, "drift": problems, "tljh-managed": tljh_managed},
+                         indent=2))
     else:
         for line in problems:
             print(f"drift: {line}", file=sys.stderr)
-        if not problems and not quiet(args):
-            print(f"{args.root}: as applied")
+        if not quiet(args):
+            if not problems:
+                print(f"{args.root}: as applied")
+            if tljh_managed:
+                print(f"managed by TLJH (tljh-config), not compared: {', '.join(tljh_managed)}")
     return EXIT_FAILURE if problems else EXIT_OK
 
 

@@ -58,14 +58,16 @@ def run(
     check: bool = True,
     timeout: float | None = None,
     tmpdir: Path | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool; on failure raise an error naming `what` with the tool's own last words.
-    `tmpdir` is the tool's TMPDIR (default: this process's temporary directory)."""
+    `tmpdir` is the tool's TMPDIR (default: this process's temporary directory). `stdin` is
+    what it reads (a secret goes there: every user can read a process's command line)."""
     args = [str(arg) for arg in argv]
     try:
         result = subprocess.run(
             args, env=clean_environment(env, tmpdir), cwd=cwd, text=True, capture_output=True,
-            timeout=timeout, check=False,
+            timeout=timeout, check=False, input=stdin,
         )
     except FileNotFoundError:
         raise TljhLockError(f"{what}: program {args[0]!r} not found") from None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import parse_wheel_filename
+from packaging.version import Version
 
 from tljh_lock.core import runner, treehash
 from tljh_lock.core.errors import TljhLockError
@@ -79,12 +80,18 @@ def _inputs(component: pip_lock.Component, targets: list[Target], arch: str | No
             continue
         sdist = package.sdist
         found[sdist.sha256] = _Input(sdist.name, sdist.sha256, False,
-                                     (package.name, package.version), where)
+                                     (package.name, _normalized(package.version)), where)
     for source in component.sources:
         record = sources[(source.name, source.commit)]
         found[record.sha256] = _Input(f"{source.name}-{source.commit}", record.sha256, True,
-                                      (source.name, source.version), tuple(chosen))
+                                      (source.name, _normalized(source.version)), tuple(chosen))
     return sorted(found.values(), key=lambda i: i.name)
+
+
+def _normalized(version: str) -> str:
+    """As a wheel's file name spells it: a tree may declare "2.0.1.dev", its wheel is named
+    "2.0.1.dev0"."""
+    return str(Version(version))
 
 
 def build_requirements(component: pip_lock.Component, target: Target) -> list[Artifact]:

@@ -1,8 +1,9 @@
 """The side effects of an apply, one module per kind of work: venv (python environments with
 the locked pip), npm (the proxy's tree), unpack (release tarballs), system (files, groups,
-token, units). `execute` makes a step done; each action is safe to repeat after an
-interruption. May import apply's data modules, store/, lock/ and core/ (every subprocess
-through core/runner.py, with the run's scratch as its TMPDIR)."""
+token, units), tljh (TLJH's own paths, traefik's configuration rendered by TLJH). `execute`
+makes a step done; each action is safe to repeat after an interruption. May import apply's
+data modules, store/, lock/ and core/ (every subprocess through core/runner.py, with the run's
+scratch as its TMPDIR)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from pathlib import Path
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import steps as S
-from tljh_lock.apply.actions import npm, system, unpack, venv
+from tljh_lock.apply.actions import npm, system, tljh, unpack, venv
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.observe import MARKER
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.core.files import swap_link
 
 
-def execute(step: S.Step, ctx: Context) -> None:
-    """Make `step` done."""
+def execute(step: S.Step, ctx: Context) -> bool:
+    """Make `step` done; False when it found everything in place and changed nothing."""
+    if isinstance(step, S.AdminsStep):
+        return tljh.ensure_admins(step, ctx)
     if isinstance(step, S.HubBuild):
         _build(step, ctx, lambda path: venv.build_hub(step, ctx, path))
     elif isinstance(step, S.UnpackBuild):
@@ -39,9 +42,16 @@ def execute(step: S.Step, ctx: Context) -> None:
     elif isinstance(step, S.LinkStep):
         swap_link(ctx.layout.path(step.link), step.target)
     elif isinstance(step, S.EnableStep):
-        system.enable_units(ctx.layout, ctx.scratch)
+        system.enable_units(ctx.layout, step.units, ctx.scratch)
+    elif isinstance(step, S.PathsStep):
+        tljh.ensure_paths(ctx.layout)
+    elif isinstance(step, S.TraefikConfigStep):
+        tljh.render_traefik(step, ctx)
+    elif isinstance(step, S.RetireProxyStep):
+        tljh.retire_proxy(ctx)
     else:
         raise AssertionError(f"no action for {type(step).__name__}")
+    return True
 
 
 def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:

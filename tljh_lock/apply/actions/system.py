@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tljh_lock.apply import layout as L
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.observe import GROUP, GSHADOW, group_names, shadow_residue
 from tljh_lock.apply.render import PROXY_ENV, RenderedFile
@@ -100,8 +99,8 @@ def ensure_group(layout: Layout, name: str, scratch: Path | None = None) -> None
         write_atomic(path, new, keep[0], owner=keep[1], exclusive=True)
 
 
-def enable_units(layout: Layout, scratch: Path | None) -> None:
-    run(["systemctl", f"--root={layout.root.resolve()}", "enable", *L.UNITS],
+def enable_units(layout: Layout, units: tuple[str, ...], scratch: Path | None) -> None:
+    run(["systemctl", f"--root={layout.root.resolve()}", "enable", *units],
         what="enabling the units", tmpdir=scratch)
 
 

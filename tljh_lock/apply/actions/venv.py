@@ -90,14 +90,17 @@ def install_user_env(step: UserEnvStep, ctx: Context) -> None:
             f"locked for python {step.target.python}",
             hint="lock the user environment for the installer's python (its targets)")
     ctx.log(f"installing {len(step.wheels.wheels)} locked wheels into {prefix}")
-    pip_install(ctx, python, step.wheels, what="installing the user set", fresh=False)
+    # Users' servers import it as the users, who cannot write its bytecode: every start
+    # would compile all of jupyter_server and jupyterlab again (seconds per spawn).
+    pip_install(ctx, python, step.wheels, what="installing the user set", bytecode=True)
     (prefix / MARKER).write_text(step.key)
 
 
 def pip_install(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
-                fresh: bool = True) -> None:
-    """Install exactly `wheels` into the environment of `env_python`: a new one (`fresh`), or
-    one that has packages of its own (the user environment's conda packages)."""
+                bytecode: bool = False) -> None:
+    """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
+    has packages of its own (the user environment's conda packages). With `bytecode`, pip
+    compiles it, as TLJH's pip does: the users who run it cannot write it at import time."""
     with tempfile.TemporaryDirectory(prefix="tljh-lock-wheels-", dir=ctx.scratch) as tmp:
         house = Path(tmp)
         lines = []
@@ -114,13 +117,17 @@ def pip_install(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
         installer = house / "installer"
         with zipfile.ZipFile(ctx.artifact(wheels.installer)) as wheel:
             wheel.extractall(installer)  # member names are sanitized by zipfile
+        # Its metadata would be on the running pip's sys.path, and pip would count a locked pip
+        # as installed already: the environment would get none (--ignore-installed would
+        # leave two pips' metadata where the environment has its own, as Miniforge's has).
+        for info in installer.glob("*.dist-info"):
+            shutil.rmtree(info)
         run([env_python, installer / "pip", "install", "--no-index", "--find-links", house,
              "--require-hashes",
              "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
-             # pip would count the pip it runs from (the unpacked wheel) as installed already
-             *(["--ignore-installed"] if fresh else []),
-             # bytecode is written on first import instead: compiling here doubles the time
-             "--no-compile",
+             # Without it, bytecode is written on first import (by root, the hub's user):
+             # compiling here doubles the time.
+             *([] if bytecode else ["--no-compile"]),
              "--disable-pip-version-check", "-r", house / "requirements.txt"],
             env={"PIP_NO_INPUT": "1"}, what=what, tmpdir=ctx.scratch)
 
