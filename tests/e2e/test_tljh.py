@@ -71,9 +71,10 @@ def suite(m: BootedMachine, label: str, layout: str, problems: list[str]) -> Non
     problems += [f"TLJH {label}, {layout}: {p}" for p in tljh_suite.check(results, label)]
 
 
-def session(m: BootedMachine, action: str) -> dict[str, Any]:
-    r = m.run([tljh_suite.HUB_PYTHON, "/root/guest_session.py", action, KEPT_USER],
-              check=False, timeout=300)
+def session(m: BootedMachine, action: str, python: str = tljh_suite.HUB_PYTHON
+            ) -> dict[str, Any]:
+    """The kept user's session (guest_session.py), driven by hubtraf from `python`'s env."""
+    r = m.run([python, "/root/guest_session.py", action, KEPT_USER], check=False, timeout=300)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
     except (IndexError, ValueError):
@@ -148,10 +149,13 @@ def test_tljh_suite_upgrade_https_rollback(e2e_rootfs: Path, e2e_workdir: Path,
         logged_in = session(m, "login")
         assert logged_in["ok"], logged_in
         before = invocation(m)
+        # TLJH's test requirements (hubtraf) are in this hub's environment only, which the
+        # upgrade keeps beside the new one
+        tested_hub = m.run(["readlink", "-f", "/opt/tljh/hub"]).stdout.strip()
         upgraded = json.loads(apply(m, "new", "--json").stdout)
         assert upgraded["generation"] == 2
         wait_for_hub(m)
-        kept = session(m, "check")
+        kept = session(m, "check", f"{tested_hub}/bin/python3")
         if not kept["ok"] or invocation(m) != before:
             problems.append(f"the upgrade did not keep {KEPT_USER}'s server and file: {kept}, "
                             f"unit {before} -> {invocation(m)}")
