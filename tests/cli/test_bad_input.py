@@ -205,6 +205,23 @@ def test_an_unexpected_exception_is_one_line_saying_bug_and_a_saved_traceback(
     assert "raise exc" in text and "KeyError: 'the-key'" in text
 
 
+def test_a_bug_report_keeps_no_admin_password(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cli_main, "verbs", lambda: _verbs_raising(KeyError("the-key")))
+    argv = ["tljh-lock", "crash", "--admin", "alice:s3cret:x", "--admin=bob:hunter2", "--admin",
+            "carol"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert cli_main.main(["crash"]) == EXIT_BUG
+    capsys.readouterr()
+    [saved] = tmp_path.iterdir()
+    text = saved.read_text()
+    assert "s3cret" not in text and "hunter2" not in text
+    assert "'alice:<password>'" in text and "'--admin=bob:<password>'" in text
+    assert "'carol'" in text
+
+
 def test_an_interrupt_is_one_line_and_130(monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(cli_main, "verbs", lambda: _verbs_raising(KeyboardInterrupt()))

@@ -137,6 +137,17 @@ def _os_error(exc: OSError) -> Exception:
     return exc
 
 
+def _without_passwords(argv: list[str]) -> list[str]:
+    """The command line for a bug report, with `--admin NAME:PASSWORD`'s passwords cut out."""
+    shown = []
+    for before, arg in zip(["", *argv], argv):
+        if before == "--admin" or arg.startswith("--admin="):
+            head, colon, _ = arg.partition(":")
+            arg = head + (colon and ":<password>")
+        shown.append(arg)
+    return shown
+
+
 def _report_bug(exc: BaseException) -> str:
     """Save the traceback of an unexpected exception where the user can attach it to a bug
     report, and say so in one line."""
@@ -146,7 +157,7 @@ def _report_bug(exc: BaseException) -> str:
         fd, path = tempfile.mkstemp(prefix="tljh-lock-bug-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(f"tljh-lock {__version__}, python {sys.version.split()[0]}\n")
-            out.write(f"argv: {sys.argv!r}\n\n")
+            out.write(f"argv: {_without_passwords(sys.argv)!r}\n\n")
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=out)
     except OSError as saving:
         saved = f"the traceback could not be saved ({saving.strerror})"
