@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
 import pytest
 import tomllib
-from packaging.pylock import PackageVcs, Pylock
+from packaging.pylock import Pylock
 
 from tests.conftest import REPO, SHARED
-from tljh_lock.core.errors import InputError
 from tljh_lock.export.pylock import export
 from tljh_lock.lock import file as lockfile
 from tljh_lock.resolve import source_pin
@@ -50,23 +48,6 @@ def test_pylock_selects_the_hub_set_for_all_10_targets():
         assert target.arch in pycurl
 
 
-def test_pylock_selects_tljh_itself_as_its_git_commit_on_all_10_targets():
-    """The hub an installer reads from pylock has tljh-config: TLJH is there, as the commit
-    the lock pins, for every target (packaging's own PEP 751 reader selects it)."""
-    lock = lockfile.load(LOCK)
-    [pin] = lock.components["hub"].sources
-    assert pin.name == "the-littlest-jupyterhub"
-    assert len(lock.targets) == 10
-    for target in lock.targets:
-        tljh = _selected(lock, "hub", target)["the-littlest-jupyterhub"]
-        assert isinstance(tljh, PackageVcs), target.name
-        assert (tljh.type, tljh.url, tljh.commit_id) == (
-            "git", "https://github.com/jupyterhub/the-littlest-jupyterhub.git", pin.commit)
-    data = tomllib.loads(export(lock, "hub"))
-    [entry] = [p for p in data["packages"] if p["name"] == pin.name]
-    assert entry["version"] == pin.version
-
-
 def test_pylock_selects_the_user_set_for_python_312_on_both_arches():
     lock = lockfile.load(LOCK)
     user_env = lock.components["user-env"]
@@ -94,15 +75,6 @@ def test_package_lock_export_writes_both_files_into_a_directory(tljh, tmp_path):
     assert chp["resolved"].startswith("https://registry.npmjs.org/")
     result = tljh("export", "--lock", LOCK, "--format", "pylock", "-o", tmp_path)
     assert result.code == 2 and "writes one file" in result.err
-
-
-def test_pylock_refuses_a_source_pin_it_cannot_name_a_git_commit_for():
-    lock = lockfile.load(LOCK)
-    hub = lock.components["hub"]
-    [pin] = hub.sources
-    hub.sources = (dataclasses.replace(pin, url="https://example.org/tljh.tar.gz"),)
-    with pytest.raises(InputError, match="no git URL for it"):
-        export(lock, "hub")
 
 
 def test_committed_source_pin_is_the_archive_in_upstream_facts():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import tomli_w
@@ -22,29 +21,8 @@ def _target_marker(python_minor: tuple[int, int], arch: str) -> str:
             "python_version == '{}.{}'".format(*python_minor))
 
 
-# A forge's archive of one commit (`<repository>/archive/<commit>.tar.gz`), whose repository
-# git clones at the same address.
-_ARCHIVE_OF_COMMIT = re.compile(r"(?P<repository>https://[^?#]+?)/archive/(?P<commit>[0-9a-f]+)"
-                                r"\.(?:tar\.gz|zip)")
-
-
-def _source_entry(source: pip_lock.Source, where: str) -> dict[str, Any]:
-    """A source pin as PEP 751's `[packages.vcs]`: the git repository and the commit. Not
-    `[packages.archive]`, which needs the archive's own hash: the lock pins the tree inside
-    it (a forge may compress the same tree to other bytes), and git checks the commit."""
-    match = _ARCHIVE_OF_COMMIT.fullmatch(source.url)
-    if match is None or match["commit"] != source.commit:
-        raise InputError(f"{where}: source {source.name}: {source.url} is not a forge's archive "
-                         f"of commit {source.commit}, so PEP 751 has no git URL for it",
-                         hint="pin the source by a <repository>/archive/<commit>.tar.gz URL")
-    # the version is kept: `update` proved it is the one the tree declares
-    return {"name": source.name, "version": source.version,
-            "vcs": {"type": "git", "url": f"{match['repository']}.git",
-                    "commit-id": source.commit}}
-
-
 def to_pylock(lock: Lock, component_name: str) -> dict[str, Any]:
-    """PEP 751, the component's source pins (TLJH itself) as git commits."""
+    """PEP 751. Source pins are left out: they install from the wheel a bundle builds."""
     component = lock.components.get(component_name)
     if not isinstance(component, pip_lock.Component):
         known = ", ".join(n for n, c in lock.components.items() if c.kind == "pip")
@@ -64,8 +42,6 @@ def to_pylock(lock: Lock, component_name: str) -> dict[str, Any]:
         if package.wheels:
             entry["wheels"] = [_pylock_file(wheel) for wheel in package.wheels]
         packages.append(entry)
-    packages += [_source_entry(source, f"components.{component_name}")
-                 for source in component.sources]
     lowest = min(t.python_minor for t in targets)
     return {
         "lock-version": "1.0",
