@@ -282,12 +282,10 @@ def test_apply_from_bundle_without_network(bundle: Path, root: Path, tmp_path: P
         safe_archive.read_manifest(bundle).lock.sha256
 
 
-def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Path, root: Path,
-                                                  tmp_path: Path, tljh) -> None:  # type: ignore[no-untyped-def]
-    """How a fleet installs from one cache: an unpacked bundle behind nginx, the upstream out
-    of reach; the server fetches what its empty store lacks, verifies it, and applies."""
-    www = tmp_path / "www"
-    safe_archive.extract(bundle, www)
+def _apply_from_store_mirror(fixture: Fixture, www: Path, root: Path, tmp_path: Path,
+                             tljh):  # type: ignore[no-untyped-def]
+    """apply of the old lock into an empty store, `www` behind nginx as its store mirror and
+    every upstream out of reach; the result and the store."""
     nowhere = [f"--mirror=https://{host.name}/={UNREACHABLE}"
                for host in sorted(fixture.upstream.iterdir())]
     store = tmp_path / "store"
@@ -295,6 +293,16 @@ def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Pat
         result = tljh("apply", "--lock", fixture.locks["old"], "--store", store,
                       "--store-mirror", url, *nowhere, "--root", root,
                       "--python", SYSTEM_PYTHON, "--json")
+    return result, store
+
+
+def test_apply_from_a_store_mirror_served_by_nginx(fixture: Fixture, bundle: Path, root: Path,
+                                                  tmp_path: Path, tljh) -> None:  # type: ignore[no-untyped-def]
+    """How a fleet installs from one cache: an unpacked bundle behind nginx, the upstream out
+    of reach; the server fetches what its empty store lacks, verifies it, and applies."""
+    www = tmp_path / "www"
+    safe_archive.extract(bundle, www)
+    result, _ = _apply_from_store_mirror(fixture, www, root, tmp_path, tljh)
     assert result.code == 0, result.err
     assert json.loads(result.out)["generation"] == 1
     assert verify(Layout(root)) == []
@@ -317,13 +325,7 @@ def test_store_mirror_serves_the_bundles_built_wheels(fixture: Fixture, bundle: 
     www = tmp_path / "www"
     built = safe_archive.extract(bundle, www).built
     assert built, "the fixture's bundle has a wheel built from a source"
-    nowhere = [f"--mirror=https://{host.name}/={UNREACHABLE}"
-               for host in sorted(fixture.upstream.iterdir())]
-    store = tmp_path / "store"
-    with nginx_serving(www, tmp_path / "nginx") as url:
-        result = tljh("apply", "--lock", fixture.locks["old"], "--store", store,
-                      "--store-mirror", url, *nowhere, "--root", root,
-                      "--python", SYSTEM_PYTHON, "--json")
+    result, store = _apply_from_store_mirror(fixture, www, root, tmp_path, tljh)
     assert result.code == 0, result.err
     records = [json.loads(p.read_text()) for p in (store / "built").glob("*.json")]
     assert {(r["source-sha256"], r["sha256"]) for r in records} == \
