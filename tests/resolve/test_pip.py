@@ -161,10 +161,15 @@ def test_check_catches_a_missing_arch_wheel(tljh, hub_upstream, recipes, tmp_pat
     [
         (lambda t: t.replace("lock-version = 1", "lock-version = 99"), "lock-version"),
         (lambda t: t.replace("lock-version = 1", 'lock-version = "1"'), "lock-version"),
-        (lambda t: re.sub(r'sha256 = "[0-9a-f]{64}"', 'sha256 = "abc"', t, count=1),
+        (lambda t: re.sub(r'(?m)^sha256 = "[0-9a-f]{64}"', 'sha256 = "abc"', t, count=1),
          "components.hub.packages[0].wheels[0].hashes.sha256"),
-        (lambda t: re.sub(r"size = \d+", 'size = "big"', t, count=1),
+        (lambda t: re.sub(r"(?m)^size = \d+", 'size = "big"', t, count=1),
          "components.hub.packages[0].wheels[0].size"),
+        (lambda t: re.sub(r'archive-sha256 = "[0-9a-f]{64}"', 'archive-sha256 = "abc"', t),
+         "components.hub.sources[0].archive-sha256"),
+        (lambda t: re.sub(r"archive-size = \d+\n", "", t),
+         "components.hub.sources[0].archive-size: archive-sha256 and archive-size are recorded "
+         "together"),
         (lambda t: t.replace("https://files.pythonhosted.org", "http://files.pythonhosted.org", 1),
          "components.hub.packages[0].wheels[0].url"),
         (lambda t: t.replace('name = "fx_auth-1.0-py3-none-any.whl"',
