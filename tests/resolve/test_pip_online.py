@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED
 from tljh_lock.core import runner
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import file as lockfile
@@ -85,17 +86,31 @@ def test_committed_hub_set_installs_with_hashes_from_a_wheel_folder(tmp_path: Pa
     assert result.stdout.strip() == versions["jupyterhub"]
 
 
-def test_pylock_export_is_accepted_by_pip_and_uv(tljh, tmp_path: Path):
+def test_pylock_export_installs_a_hub_with_tljh_config_with_pip_and_uv(tljh, tmp_path: Path):
+    """The whole hub from the exported pylock, TLJH itself included, each installer checking
+    every file against the pylock's hashes: wheels and sdists from the real PyPI, TLJH's
+    archive from shared/upstream-facts through --mirror (GitHub is out of reach here)."""
+    facts = SHARED / "upstream-facts" / "github.com"
+    assert facts.is_dir(), f"{facts} is missing: TLJH's archive is installed from there"
+    hub = committed_hub()
+    [pin] = hub.sources
     pylock = tmp_path / "pylock.toml"
-    assert tljh("export", "--lock", COMMITTED, "--format", "pylock", "-o", pylock).code == 0
-    venv = tmp_path / "venv"
-    runner.run([PYTHON311, "-m", "venv", venv], what="venv")
-    runner.run([venv / "bin" / "pip", "install", "pip>=26.1"], env=ONLINE_ENV, what="pip")
-    pip = runner.run([venv / "bin" / "pip", "install", "--dry-run", "-r", pylock],
-                     env=ONLINE_ENV, what="pip install -r pylock.toml")
-    assert "jupyterhub-5" in pip.stdout
-    uv = runner.run([Path(sys.executable).parent / "uv", "pip", "install", "--dry-run",
-                     "--no-config", "-r", pylock],
-                    env={"VIRTUAL_ENV": str(venv), "UV_CACHE_DIR": str(tmp_path / "uv")},
-                    what="uv pip install -r pylock.toml")
-    assert "jupyterhub==" in uv.stderr + uv.stdout
+    assert tljh("export", "--lock", COMMITTED, "--format", "pylock", "-o", pylock,
+                "--mirror", f"https://github.com/={facts.as_uri()}/").code == 0
+    pip_venv, uv_venv = tmp_path / "pip-venv", tmp_path / "uv-venv"
+    for venv in (pip_venv, uv_venv):
+        runner.run([PYTHON311, "-m", "venv", venv], what="venv")
+    runner.run([pip_venv / "bin" / "pip", "install", "pip>=26.1"], env=ONLINE_ENV, what="pip")
+    runner.run([pip_venv / "bin" / "pip", "install", "-r", pylock], env=ONLINE_ENV,
+               what="pip install -r pylock.toml")
+    runner.run([Path(sys.executable).parent / "uv", "pip", "install", "--no-config", "-r", pylock],
+               env={"VIRTUAL_ENV": str(uv_venv), "UV_CACHE_DIR": str(tmp_path / "uv")},
+               what="uv pip install -r pylock.toml")
+    versions = {p.name: p.version for p in hub.packages}
+    for venv in (pip_venv, uv_venv):
+        usage = runner.run([venv / "bin" / "tljh-config", "--help"], what="tljh-config --help")
+        assert usage.stdout.startswith("usage: tljh-config"), venv
+        installed = runner.run([venv / "bin" / "python", "-c", (
+            "from importlib.metadata import version as v; "
+            "print(v('the-littlest-jupyterhub'), v('jupyterhub'))")], what="installed versions")
+        assert installed.stdout.split() == [pin.version, versions["jupyterhub"]], venv

@@ -9,11 +9,21 @@ import tomli_w
 from tljh_lock.core.errors import InputError
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.upstream.http import local_path
 from tljh_lock.upstream.mirrors import MirrorMap
 
 
+def _location(url: str, mirrors: MirrorMap) -> dict[str, str]:
+    """Where an installer gets the file: its `url`, or for a `file://` mirror the `path`,
+    PEP 751's key for a local file (uv fetches no `file://` URL)."""
+    mirrored = mirrors.to_mirror(url)
+    if mirrored.startswith("file://"):
+        return {"path": str(local_path(mirrored))}
+    return {"url": mirrored}
+
+
 def _pylock_file(artifact: Artifact, mirrors: MirrorMap) -> dict[str, Any]:
-    return {"name": artifact.name, "url": mirrors.to_mirror(artifact.url),
+    return {"name": artifact.name, **_location(artifact.url, mirrors),
             "size": artifact.size, "hashes": {"sha256": artifact.sha256}}
 
 
@@ -34,7 +44,7 @@ def _source_entry(source: pip_lock.Source, where: str, mirrors: MirrorMap) -> di
                               "records it")
     # the version is kept: `update` proved it is the one the tree declares
     return {"name": source.name, "version": source.version,
-            "archive": {"url": mirrors.to_mirror(source.url), "size": source.archive_size,
+            "archive": {**_location(source.url, mirrors), "size": source.archive_size,
                         "hashes": {"sha256": source.archive_sha256}}}
 
 
