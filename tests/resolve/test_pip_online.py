@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "locks" / "tljh.lock.toml"
 PYTHON311 = shutil.which("python3.11") or "/root/.pyenv/versions/3.11.7/bin/python3.11"
 ONLINE_ENV = {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # the site's TLS proxy
+# GitHub is out of reach here: TLJH's archive from shared/upstream-facts, as `make lock` has it
+GITHUB_FACTS = SHARED / "upstream-facts" / "github.com"
+GITHUB_MIRROR = f"https://github.com/={GITHUB_FACTS.as_uri()}/"
 
 
 def committed_hub() -> pip_lock.Component:
@@ -32,12 +35,15 @@ def committed_hub() -> pip_lock.Component:
 
 
 def test_update_of_real_recipes_has_the_committed_shape(tljh, tmp_path: Path):
+    """The source pin as committed too: verified against its archive, its sha256 recorded."""
+    assert GITHUB_FACTS.is_dir(), f"{GITHUB_FACTS} is missing: `make lock` reads GitHub there"
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     for name in ("targets.toml", "hub.toml"):
         shutil.copyfile(REPO / "recipes" / name, recipes / name)
     fresh = tmp_path / "fresh.lock.toml"
-    assert tljh("update", "--recipes", recipes, "--lock", fresh).code == 0
+    assert tljh("update", "--recipes", recipes, "--lock", fresh,
+                "--mirror", GITHUB_MIRROR).code == 0
     assert tljh("check", "--recipes", recipes, "--lock", fresh).code == 0
     new, old = lockfile.load(fresh), lockfile.load(COMMITTED)
     assert new.targets == old.targets and new.targets_hash == old.targets_hash
@@ -90,13 +96,12 @@ def test_pylock_export_installs_a_hub_with_tljh_config_with_pip_and_uv(tljh, tmp
     """The whole hub from the exported pylock, TLJH itself included, each installer checking
     every file against the pylock's hashes: wheels and sdists from the real PyPI, TLJH's
     archive from shared/upstream-facts through --mirror (GitHub is out of reach here)."""
-    facts = SHARED / "upstream-facts" / "github.com"
-    assert facts.is_dir(), f"{facts} is missing: TLJH's archive is installed from there"
+    assert GITHUB_FACTS.is_dir(), f"{GITHUB_FACTS} is missing: TLJH's archive is read there"
     hub = committed_hub()
     [pin] = hub.sources
     pylock = tmp_path / "pylock.toml"
     assert tljh("export", "--lock", COMMITTED, "--format", "pylock", "-o", pylock,
-                "--mirror", f"https://github.com/={facts.as_uri()}/").code == 0
+                "--mirror", GITHUB_MIRROR).code == 0
     pip_venv, uv_venv = tmp_path / "pip-venv", tmp_path / "uv-venv"
     for venv in (pip_venv, uv_venv):
         runner.run([PYTHON311, "-m", "venv", venv], what="venv")
