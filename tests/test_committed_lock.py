@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import pytest
 import tomllib
-from packaging.pylock import Pylock
+from packaging.pylock import PackageArchive, Pylock
 
 from tests.conftest import REPO, SHARED
+from tljh_lock.core.errors import InputError
 from tljh_lock.export.pylock import export
 from tljh_lock.lock import file as lockfile
 from tljh_lock.resolve import source_pin
@@ -48,6 +50,58 @@ def test_pylock_selects_the_hub_set_for_all_10_targets():
         assert target.arch in pycurl
 
 
+def test_pylock_selects_tljh_itself_as_its_archive_on_all_10_targets():
+    """The hub an installer reads from pylock has tljh-config: TLJH is there, the archive the
+    lock pins by its sha256 and size, for every target (packaging's own PEP 751 reader)."""
+    lock = lockfile.load(LOCK)
+    [pin] = lock.components["hub"].sources
+    assert pin.name == "the-littlest-jupyterhub" and pin.archive_sha256
+    assert len(lock.targets) == 10
+    for target in lock.targets:
+        tljh = _selected(lock, "hub", target)["the-littlest-jupyterhub"]
+        assert isinstance(tljh, PackageArchive), target.name
+        assert (tljh.url, tljh.size, dict(tljh.hashes), tljh.subdirectory) == (
+            pin.url, pin.archive_size, {"sha256": pin.archive_sha256}, None)
+    data = tomllib.loads(export(lock, "hub"))
+    [entry] = [p for p in data["packages"] if p["name"] == pin.name]
+    assert entry["version"] == pin.version
+
+
+def test_pylock_refuses_a_source_pin_without_its_archive_sha256():
+    lock = lockfile.load(LOCK)
+    hub = lock.components["hub"]
+    [pin] = hub.sources
+    hub.sources = (dataclasses.replace(pin, archive_sha256=None, archive_size=None),)
+    with pytest.raises(InputError, match="no sha256 of its archive") as refused:
+        export(lock, "hub")
+    assert "tljh-lock update" in (refused.value.hint or "")
+
+
+def test_pylock_export_takes_its_urls_through_mirror_flags(tljh, tmp_path):
+    """Where GitHub is out of reach an installer needs TLJH's archive from a mirror: --mirror
+    rewrites the URLs it names, a file:// one as PEP 751's `path` (the hashes stay: the
+    mirror serves the same bytes)."""
+    mirror = f"{(FACTS / 'github.com').as_uri()}/"
+    out = tmp_path / "pylock.toml"
+    assert tljh("export", "--lock", LOCK, "--format", "pylock", "-o", out,
+                "--mirror", f"https://github.com/={mirror}").code == 0
+    mirrored = tomllib.loads(out.read_text())
+    canonical = tomllib.loads(export(lockfile.load(LOCK), "hub"))
+    [pin] = lockfile.load(LOCK).components["hub"].sources
+    [entry] = [p for p in mirrored["packages"] if "archive" in p]
+    assert entry["archive"]["path"] == str(FACTS / pin.url.removeprefix("https://"))
+    assert "url" not in entry["archive"]
+    assert entry["archive"]["hashes"] == {"sha256": pin.archive_sha256}
+    assert [p for p in mirrored["packages"] if "archive" not in p] == [
+        p for p in canonical["packages"] if "archive" not in p]
+    result = tljh("export", "--lock", LOCK, "--format", "conda-lock", "--mirror",
+                  f"https://github.com/={mirror}")
+    assert result.code == 2 and "--format conda-lock keeps the lock's canonical URLs" in result.err
+    result = tljh("export", "--lock", LOCK, "--format", "package-lock", "-o", tmp_path,
+                  "--mirror", f"https://github.com/={mirror}")
+    assert result.code == 2 and not (tmp_path / "package.json").exists()
+
+
 def test_pylock_selects_the_user_set_for_python_312_on_both_arches():
     lock = lockfile.load(LOCK)
     user_env = lock.components["user-env"]
@@ -78,8 +132,9 @@ def test_package_lock_export_writes_both_files_into_a_directory(tljh, tmp_path):
 
 
 def test_committed_source_pin_is_the_archive_in_upstream_facts():
-    """The committed lock's TLJH is the tree of the archive in shared/upstream-facts: its tree
-    hash, and the name, version and requirements its own setup.py declares. `make lock` runs
+    """The committed lock's TLJH is the archive in shared/upstream-facts: its tree hash, the
+    sha256 and size of its bytes, and the name, version and requirements its own setup.py
+    declares. `make lock` runs
     this with TLJH_LOCK_REQUIRE_FACTS=1, where a missing archive fails instead of skipping
     (`update` only warns when an archive cannot be reached)."""
     lock = lockfile.load(LOCK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -11,8 +13,9 @@ import pytest
 import tomllib
 from packaging.pylock import Pylock
 
-from tests.conftest import Upstream
+from tests.conftest import UNREACHABLE, Upstream
 from tests.upstream import FixtureUpstream
+from tljh_lock.core import runner
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_INTEGRITY, EXIT_USAGE
 from tljh_lock.core.targets import default_targets
 from tljh_lock.lock import file as lockfile
@@ -59,6 +62,10 @@ def test_update_locks_every_target(tljh, hub_upstream: Upstream, recipes: Path, 
     assert "127.0.0.1" not in lock_path.read_text()
     (source,) = hub.sources
     assert source.tree_hash == hub_upstream.facts["tljh"]["tree_hash"]
+    # the bytes' identity too, for PEP 751 readers (the fixture serves GitHub's path)
+    assert source.archive_sha256 == hub_upstream.facts["tljh"]["sha256"]
+    assert source.archive_size == len((hub_upstream.root / source.url.removeprefix(
+        "https://")).read_bytes())
     result = tljh("check", "--recipes", recipes, "--lock", lock_path)
     assert result.code == 0, result.err
     assert "installable on 10 targets" in result.out
@@ -161,10 +168,15 @@ def test_check_catches_a_missing_arch_wheel(tljh, hub_upstream, recipes, tmp_pat
     [
         (lambda t: t.replace("lock-version = 1", "lock-version = 99"), "lock-version"),
         (lambda t: t.replace("lock-version = 1", 'lock-version = "1"'), "lock-version"),
-        (lambda t: re.sub(r'sha256 = "[0-9a-f]{64}"', 'sha256 = "abc"', t, count=1),
+        (lambda t: re.sub(r'(?m)^sha256 = "[0-9a-f]{64}"', 'sha256 = "abc"', t, count=1),
          "components.hub.packages[0].wheels[0].hashes.sha256"),
-        (lambda t: re.sub(r"size = \d+", 'size = "big"', t, count=1),
+        (lambda t: re.sub(r"(?m)^size = \d+", 'size = "big"', t, count=1),
          "components.hub.packages[0].wheels[0].size"),
+        (lambda t: re.sub(r'archive-sha256 = "[0-9a-f]{64}"', 'archive-sha256 = "abc"', t),
+         "components.hub.sources[0].archive-sha256"),
+        (lambda t: re.sub(r"archive-size = \d+\n", "", t),
+         "components.hub.sources[0].archive-size: archive-sha256 and archive-size are recorded "
+         "together"),
         (lambda t: t.replace("https://files.pythonhosted.org", "http://files.pythonhosted.org", 1),
          "components.hub.packages[0].wheels[0].url"),
         (lambda t: t.replace('name = "fx_auth-1.0-py3-none-any.whl"',
@@ -263,7 +275,82 @@ def test_export_pylock_selects_for_every_target(tljh, hub_upstream, recipes, tmp
             environment=target.marker_environment(), tags=target.supported_tags())}
         assert selected["fx-speedups"] == "PackageWheel"
         assert selected["fx-otp"] == "PackageSdist"
+        assert selected["the-littlest-jupyterhub"] == "PackageArchive"
         assert ("fx-backport" in selected) == (target.python_minor < (3, 11))
+
+
+def test_pip_installs_the_hub_with_tljh_config_from_the_exported_pylock(
+    tljh, hub_upstream, recipes, tmp_path
+):
+    """An installer that reads only the pylock gets the hub, TLJH itself included: pip takes
+    every file through --mirror from the fixture upstream and checks it against the pylock's
+    hashes. The index is only for what builds the sdist and the archive (fixture-backend)."""
+    lock_path, pylock = tmp_path / "tljh.lock.toml", tmp_path / "pylock.toml"
+    update(tljh, hub_upstream, recipes, lock_path)
+    assert tljh("export", "--lock", lock_path, "--format", "pylock", "-o", pylock,
+                *hub_upstream.mirror_flags()).code == 0
+    assert "https://" not in pylock.read_text()
+    venv = tmp_path / "venv"
+    runner.run([sys.executable, "-m", "venv", "--without-pip", venv], what="venv")
+    runner.run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+                "--index-url", hub_upstream.server.url_for("https://pypi.org/simple/"),
+                "-r", pylock], env={"PIP_CONFIG_FILE": os.devnull,
+                                    "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+               what="pip install -r pylock.toml")
+    result = runner.run([venv / "bin" / "tljh-config", "show"], what="tljh-config")
+    assert result.stdout == "tljh-config (fixture) show\n"
+
+
+def _without_archive_digests(hub) -> None:
+    hub.sources = tuple(dataclasses.replace(s, archive_sha256=None, archive_size=None)
+                        for s in hub.sources)
+
+
+def test_update_records_the_archive_sha256_of_a_kept_pin(tljh, hub_upstream, recipes, tmp_path):
+    """A lock that lacks it (made before update recorded it): the next update keeps every
+    pin, reads the archive and records it; the lock is the one a fresh update writes."""
+    lock_path = tmp_path / "tljh.lock.toml"
+    update(tljh, hub_upstream, recipes, lock_path)
+    fresh = lock_path.read_bytes()
+    _rewrite(lock_path, _without_archive_digests)
+    assert b"archive-sha256" not in lock_path.read_bytes()
+    assert "hub [kept]" in update(tljh, hub_upstream, recipes, lock_path).out
+    assert lock_path.read_bytes() == fresh
+
+
+def test_an_unreachable_archive_keeps_the_locks_sha256(tljh, hub_upstream, recipes, tmp_path,
+                                                       caplog):
+    """`update` only warns when the archive is out of reach: the pin keeps the sha256 the lock
+    recorded for it; with none recorded, export says what to do instead of leaving TLJH out."""
+    lock_path, fresh = tmp_path / "tljh.lock.toml", tmp_path / "fresh.lock.toml"
+    update(tljh, hub_upstream, recipes, lock_path)
+    recorded = lockfile.load(lock_path).components["hub"].sources
+    no_github = [f for f in hub_upstream.mirror_flags() if "https://github.com/" not in f]
+    no_github.append(f"--mirror=https://github.com/={UNREACHABLE}")
+    hub = recipes / "hub.toml"
+    hub.write_text(hub.read_text() + "\n")  # a changed recipe: resolved again
+    result = tljh("update", "--recipes", recipes, "--lock", lock_path, *no_github)
+    assert result.code == 0, result.err
+    assert "hub [resolved]" in result.out and "not verified (archive unreachable)" in caplog.text
+    assert "cannot name it" not in caplog.text
+    assert lockfile.load(lock_path).components["hub"].sources == recorded
+    caplog.clear()
+    result = tljh("update", "--recipes", recipes, "--lock", fresh, *no_github)
+    assert result.code == 0 and "`export --format pylock` cannot name it" in caplog.text
+    [source] = lockfile.load(fresh).components["hub"].sources
+    assert source.archive_sha256 is None and b"archive-s" not in fresh.read_bytes()
+    result = tljh("export", "--lock", fresh, "--format", "pylock")
+    assert result.code == EXIT_INPUT
+    assert "source the-littlest-jupyterhub: the lock has no sha256 of its archive" in result.err
+
+
+def test_a_recipe_cannot_state_the_archive_sha256(tljh, hub_upstream, recipes, tmp_path):
+    hub = recipes / "hub.toml"
+    hub.write_text(hub.read_text() + f'archive-sha256 = "{"0" * 64}"\narchive-size = 1\n')
+    result = tljh("update", "--recipes", recipes, "--lock", tmp_path / "tljh.lock.toml",
+                  *hub_upstream.mirror_flags())
+    assert result.code == EXIT_INPUT
+    assert "sources[0].archive-sha256: is what `tljh-lock update` records" in result.err
 
 
 def test_cli_help_and_exit_codes():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED
 from tljh_lock.core import runner
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import file as lockfile
@@ -22,6 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "locks" / "tljh.lock.toml"
 PYTHON311 = shutil.which("python3.11") or "/root/.pyenv/versions/3.11.7/bin/python3.11"
 ONLINE_ENV = {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # the site's TLS proxy
+# GitHub is out of reach here: TLJH's archive from shared/upstream-facts, as `make lock` has it
+GITHUB_FACTS = SHARED / "upstream-facts" / "github.com"
+GITHUB_MIRROR = f"https://github.com/={GITHUB_FACTS.as_uri()}/"
 
 
 def committed_hub() -> pip_lock.Component:
@@ -31,12 +35,15 @@ def committed_hub() -> pip_lock.Component:
 
 
 def test_update_of_real_recipes_has_the_committed_shape(tljh, tmp_path: Path):
+    """The source pin as committed too: verified against its archive, its sha256 recorded."""
+    assert GITHUB_FACTS.is_dir(), f"{GITHUB_FACTS} is missing: `make lock` reads GitHub there"
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     for name in ("targets.toml", "hub.toml"):
         shutil.copyfile(REPO / "recipes" / name, recipes / name)
     fresh = tmp_path / "fresh.lock.toml"
-    assert tljh("update", "--recipes", recipes, "--lock", fresh).code == 0
+    assert tljh("update", "--recipes", recipes, "--lock", fresh,
+                "--mirror", GITHUB_MIRROR).code == 0
     assert tljh("check", "--recipes", recipes, "--lock", fresh).code == 0
     new, old = lockfile.load(fresh), lockfile.load(COMMITTED)
     assert new.targets == old.targets and new.targets_hash == old.targets_hash
@@ -85,17 +92,30 @@ def test_committed_hub_set_installs_with_hashes_from_a_wheel_folder(tmp_path: Pa
     assert result.stdout.strip() == versions["jupyterhub"]
 
 
-def test_pylock_export_is_accepted_by_pip_and_uv(tljh, tmp_path: Path):
+def test_pylock_export_installs_a_hub_with_tljh_config_with_pip_and_uv(tljh, tmp_path: Path):
+    """The whole hub from the exported pylock, TLJH itself included, each installer checking
+    every file against the pylock's hashes: wheels and sdists from the real PyPI, TLJH's
+    archive from shared/upstream-facts through --mirror (GitHub is out of reach here)."""
+    assert GITHUB_FACTS.is_dir(), f"{GITHUB_FACTS} is missing: TLJH's archive is read there"
+    hub = committed_hub()
+    [pin] = hub.sources
     pylock = tmp_path / "pylock.toml"
-    assert tljh("export", "--lock", COMMITTED, "--format", "pylock", "-o", pylock).code == 0
-    venv = tmp_path / "venv"
-    runner.run([PYTHON311, "-m", "venv", venv], what="venv")
-    runner.run([venv / "bin" / "pip", "install", "pip>=26.1"], env=ONLINE_ENV, what="pip")
-    pip = runner.run([venv / "bin" / "pip", "install", "--dry-run", "-r", pylock],
-                     env=ONLINE_ENV, what="pip install -r pylock.toml")
-    assert "jupyterhub-5" in pip.stdout
-    uv = runner.run([Path(sys.executable).parent / "uv", "pip", "install", "--dry-run",
-                     "--no-config", "-r", pylock],
-                    env={"VIRTUAL_ENV": str(venv), "UV_CACHE_DIR": str(tmp_path / "uv")},
-                    what="uv pip install -r pylock.toml")
-    assert "jupyterhub==" in uv.stderr + uv.stdout
+    assert tljh("export", "--lock", COMMITTED, "--format", "pylock", "-o", pylock,
+                "--mirror", GITHUB_MIRROR).code == 0
+    pip_venv, uv_venv = tmp_path / "pip-venv", tmp_path / "uv-venv"
+    for venv in (pip_venv, uv_venv):
+        runner.run([PYTHON311, "-m", "venv", venv], what="venv")
+    runner.run([pip_venv / "bin" / "pip", "install", "pip>=26.1"], env=ONLINE_ENV, what="pip")
+    runner.run([pip_venv / "bin" / "pip", "install", "-r", pylock], env=ONLINE_ENV,
+               what="pip install -r pylock.toml")
+    runner.run([Path(sys.executable).parent / "uv", "pip", "install", "--no-config", "-r", pylock],
+               env={"VIRTUAL_ENV": str(uv_venv), "UV_CACHE_DIR": str(tmp_path / "uv")},
+               what="uv pip install -r pylock.toml")
+    versions = {p.name: p.version for p in hub.packages}
+    for venv in (pip_venv, uv_venv):
+        usage = runner.run([venv / "bin" / "tljh-config", "--help"], what="tljh-config --help")
+        assert usage.stdout.startswith("usage: tljh-config"), venv
+        installed = runner.run([venv / "bin" / "python", "-c", (
+            "from importlib.metadata import version as v; "
+            "print(v('the-littlest-jupyterhub'), v('jupyterhub'))")], what="installed versions")
+        assert installed.stdout.split() == [pin.version, versions["jupyterhub"]], venv

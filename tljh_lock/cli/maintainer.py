@@ -77,15 +77,20 @@ def add_export(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=output_path,
                    help="output file (default: standard output); for package-lock an existing "
                         "directory gets both package.json and package-lock.json")
+    # Only the flags: an exported file does not depend on the machine's mirror configuration.
+    p.add_argument("--mirror", action="append", default=[], metavar="CANONICAL=MIRROR",
+                   help="pylock: write URLs starting with CANONICAL as starting with MIRROR "
+                        "(repeatable), for installers that reach the files only there")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    mirror_map = mirrors.MirrorMap.from_pairs([mirrors.parse_flag(flag) for flag in args.mirror])
     lock = lockfile.load(args.lock)
     if args.output and args.output.is_dir():
-        for name, text in export_files(lock, args.format, args.component).items():
+        for name, text in export_files(lock, args.format, args.component, mirror_map).items():
             (args.output / name).write_text(text, encoding="utf-8")
         return EXIT_OK
-    text = export(lock, args.format, args.component)
+    text = export(lock, args.format, args.component, mirror_map)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:

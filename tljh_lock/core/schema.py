@@ -98,11 +98,16 @@ class Table:
         return value
 
     def sha256(self, key: str = "hashes") -> str:
+        """The sha256 of a `hashes` table."""
         hashes = self.table(key)
         assert hashes is not None
-        value: str = hashes.string("sha256")
-        if not _SHA256.match(value):
-            hashes.fail(f"{value!r} is not a lowercase hex sha256", "sha256")
+        value: str = hashes.hex_sha256("sha256")
+        return value
+
+    def hex_sha256(self, key: str, optional: bool = False) -> Any:
+        value = self.string(key, optional)
+        if value is not None and not _SHA256.match(value):
+            self.fail(f"{value!r} is not a lowercase hex sha256", key)
         return value
 
     def version(self, key: str) -> str:

@@ -9,11 +9,22 @@ import tomli_w
 from tljh_lock.core.errors import InputError
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.upstream.http import local_path
+from tljh_lock.upstream.mirrors import MirrorMap
 
 
-def _pylock_file(artifact: Artifact) -> dict[str, Any]:
-    return {"name": artifact.name, "url": artifact.url, "size": artifact.size,
-            "hashes": {"sha256": artifact.sha256}}
+def _location(url: str, mirrors: MirrorMap) -> dict[str, str]:
+    """Where an installer gets the file: its `url`, or for a `file://` mirror the `path`,
+    PEP 751's key for a local file (uv fetches no `file://` URL)."""
+    mirrored = mirrors.to_mirror(url)
+    if mirrored.startswith("file://"):
+        return {"path": str(local_path(mirrored))}
+    return {"url": mirrored}
+
+
+def _pylock_file(artifact: Artifact, mirrors: MirrorMap) -> dict[str, Any]:
+    return {"name": artifact.name, **_location(artifact.url, mirrors),
+            "size": artifact.size, "hashes": {"sha256": artifact.sha256}}
 
 
 def _target_marker(python_minor: tuple[int, int], arch: str) -> str:
@@ -21,8 +32,24 @@ def _target_marker(python_minor: tuple[int, int], arch: str) -> str:
             "python_version == '{}.{}'".format(*python_minor))
 
 
-def to_pylock(lock: Lock, component_name: str) -> dict[str, Any]:
-    """PEP 751. Source pins are left out: they install from the wheel a bundle builds."""
+def _source_entry(source: pip_lock.Source, where: str, mirrors: MirrorMap) -> dict[str, Any]:
+    """A source pin as PEP 751's `[packages.archive]`, by the sha256 and size of the archive
+    `update` downloaded, which installers check. Not `[packages.vcs]`: pip refuses a VCS
+    checkout in a file whose other entries carry hashes. No marker: the pin is a root of
+    every target."""
+    if source.archive_sha256 is None:
+        raise InputError(f"{where}: source {source.name}: the lock has no sha256 of its archive, "
+                         "which PEP 751 needs",
+                         hint="run `tljh-lock update` where the archive is reachable: it "
+                              "records it")
+    # the version is kept: `update` proved it is the one the tree declares
+    return {"name": source.name, "version": source.version,
+            "archive": {**_location(source.url, mirrors), "size": source.archive_size,
+                        "hashes": {"sha256": source.archive_sha256}}}
+
+
+def to_pylock(lock: Lock, component_name: str, mirrors: MirrorMap) -> dict[str, Any]:
+    """PEP 751, every URL through `mirrors` (the lock's own, canonical ones without)."""
     component = lock.components.get(component_name)
     if not isinstance(component, pip_lock.Component):
         known = ", ".join(n for n, c in lock.components.items() if c.kind == "pip")
@@ -36,12 +63,14 @@ def to_pylock(lock: Lock, component_name: str) -> dict[str, Any]:
             entry["marker"] = package.marker
         if package.requires_python:
             entry["requires-python"] = package.requires_python
-        entry["index"] = component.index
+        entry["index"] = mirrors.to_mirror(component.index)
         if package.sdist:
-            entry["sdist"] = _pylock_file(package.sdist)
+            entry["sdist"] = _pylock_file(package.sdist, mirrors)
         if package.wheels:
-            entry["wheels"] = [_pylock_file(wheel) for wheel in package.wheels]
+            entry["wheels"] = [_pylock_file(wheel, mirrors) for wheel in package.wheels]
         packages.append(entry)
+    packages += [_source_entry(source, f"components.{component_name}", mirrors)
+                 for source in component.sources]
     lowest = min(t.python_minor for t in targets)
     return {
         "lock-version": "1.0",
@@ -52,5 +81,6 @@ def to_pylock(lock: Lock, component_name: str) -> dict[str, Any]:
     }
 
 
-def export(lock: Lock, component: str | None) -> str:
-    return tomli_w.dumps(to_pylock(lock, component or "hub"), multiline_strings=False, indent=2)
+def export(lock: Lock, component: str | None, mirrors: MirrorMap | None = None) -> str:
+    return tomli_w.dumps(to_pylock(lock, component or "hub", mirrors or MirrorMap()),
+                         multiline_strings=False, indent=2)

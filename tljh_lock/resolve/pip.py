@@ -52,6 +52,10 @@ class PipRecipe:
         table = recipe.table
         sources = []
         for item in table.tables("sources", optional=True):
+            for key in ("archive-sha256", "archive-size"):
+                if key in item.data:
+                    item.fail("is what `tljh-lock update` records from the archive; a recipe "
+                              "leaves it out", key)
             item.data.setdefault("requires", [])
             item.data.setdefault("build-requires", list(pypi_index.LEGACY_BUILD_REQUIRES))
             sources.append(Source.from_table(item))
@@ -83,7 +87,9 @@ def resolve(
 ) -> Component:
     targets = list(recipe.targets) or targets
     upgrade = {canonicalize_name(name) for name in upgrade}
-    sources = tuple(source_pin.verify(client, source, f"recipes/{recipe.file}")
+    recorded = {source.name: source for source in previous.sources} if previous else {}
+    sources = tuple(source_pin.verify(client, source, f"recipes/{recipe.file}",
+                                      recorded.get(source.name))
                     for source in recipe.sources)
     roots = list(recipe.requirements) + [r for s in sources for r in s.requires]
     old = [p for p in previous.packages if p.name not in upgrade] if previous else []
@@ -232,6 +238,16 @@ def collect_one(recipe: PipRecipe, pin: Pin, targets: list[Target], client: Clie
         sdist=sdist.artifact if sdist else None,
         wheels=tuple(f.artifact for f in wheels),
     )
+
+
+def complete_kept(component: model.Component, client: Client, where: str) -> model.Component:
+    """A component `update` keeps, as it is, except the source pins it has no archive sha256
+    for (locked while the archive was out of reach, or before `update` recorded it): those
+    are verified and get it now. No pin moves."""
+    if not isinstance(component, Component) or all(s.archive_sha256 for s in component.sources):
+        return component
+    return replace(component, sources=tuple(
+        s if s.archive_sha256 else source_pin.verify(client, s, where) for s in component.sources))
 
 
 def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,

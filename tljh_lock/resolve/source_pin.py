@@ -2,12 +2,15 @@
 
 The pin's declared requirements enter the resolution as given (a fixed input). When the
 archive is reachable, `update` also proves the pin: the tree hash matches, and the declared
-requirements equal the package's own metadata.
+requirements equal the package's own metadata; and it records the sha256 and size of the
+archive's bytes, which PEP 751 readers check (`export --format pylock`).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import hashlib
 import logging
 
 from packaging.requirements import Requirement
@@ -22,13 +25,18 @@ from tljh_lock.upstream.http import Client
 log = logging.getLogger(__name__)
 
 
-def verify(client: Client, source: Source, where: str) -> Source:
+def verify(client: Client, source: Source, where: str, previous: Source | None = None) -> Source:
+    """The pin, proven, with its archive's sha256 and size. An unreachable archive is only a
+    warning: the pin keeps the sha256 `previous` (the lock's) recorded for the same pin."""
     try:
         data = client.get(source.url, what=f"{where}: source {source.name}").data
     except UpstreamError as exc:
-        log.warning("%s: source %s not verified (archive unreachable): %s", where, source.name,
-                    exc.message)
-        return source
+        kept = previous if previous is not None and _unrecorded(previous) == _unrecorded(
+            source) else None
+        log.warning("%s: source %s not verified (archive unreachable): %s%s", where, source.name,
+                    exc.message, "" if kept and kept.archive_sha256 else
+                    "; without its archive's sha256, `export --format pylock` cannot name it")
+        return kept or source
     files = treehash.archive_files(data, source.url)
     actual = treehash.tree_hash(files.items())
     if actual != source.tree_hash:
@@ -54,7 +62,13 @@ def verify(client: Client, source: Source, where: str) -> Source:
             + "; ".join(problems),
             hint="copy the package's own lists into the recipe",
         )
-    return source
+    return dataclasses.replace(source, archive_sha256=hashlib.sha256(data).hexdigest(),
+                               archive_size=len(data))
+
+
+def _unrecorded(source: Source) -> Source:
+    """The pin as a recipe states it: without what `update` records from the archive."""
+    return dataclasses.replace(source, archive_sha256=None, archive_size=None)
 
 
 def _normalized(requirements: tuple[str, ...] | list[str]) -> set[str]:

@@ -66,7 +66,7 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
         where = recipe_dir / recipe.file
         if unchanged:
             assert old is not None
-            components[name] = old
+            components[name] = pip.complete_kept(old, client, str(where))
             log(f"{name}: kept ({where} did not change)")
             continue
         log(f"{name}: resolving {where} ({recipe.kind})")

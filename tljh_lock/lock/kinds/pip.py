@@ -34,6 +34,12 @@ class Source:
     tree_hash: str
     requires: tuple[str, ...]
     build_requires: tuple[str, ...]
+    # The bytes `update` downloaded: what PEP 751 readers check (`export --format pylock`).
+    # Not the pin's identity: a forge may compress the same tree to other bytes, so fetch,
+    # bundle and apply go by the tree hash. None where `update` could not reach the archive
+    # (and in locks from before it recorded them).
+    archive_sha256: str | None = None
+    archive_size: int | None = None
 
     @classmethod
     def from_table(cls, table: Table) -> Source:
@@ -43,6 +49,11 @@ class Source:
         tree_hash = table.string("tree-hash")
         if not tree_hash.startswith("h1:"):
             table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
+        archive_sha256 = table.hex_sha256("archive-sha256", optional=True)
+        archive_size = table.integer("archive-size", optional=True)
+        if (archive_sha256 is None) != (archive_size is None):
+            table.fail("archive-sha256 and archive-size are recorded together",
+                       "archive-size" if archive_size is None else "archive-sha256")
         return cls(
             name=str(canonicalize_name(table.file_name("name"))),
             version=table.version("version"),
@@ -51,14 +62,19 @@ class Source:
             tree_hash=tree_hash,
             requires=tuple(table.requirements("requires")),
             build_requires=tuple(table.requirements("build-requires")),
+            archive_sha256=archive_sha256,
+            archive_size=archive_size,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name, "version": self.version, "url": self.url,
             "commit": self.commit, "tree-hash": self.tree_hash,
             "requires": list(self.requires), "build-requires": list(self.build_requires),
         }
+        if self.archive_sha256 is not None:
+            data.update({"archive-sha256": self.archive_sha256, "archive-size": self.archive_size})
+        return data
 
 
 @dataclass(frozen=True)
