@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from packaging.utils import parse_wheel_filename
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import render
@@ -109,7 +110,17 @@ def as_applied(planned: Plan) -> Observed:
                L.PROXY: planned.dirs["proxy"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"},
         groups=frozenset({L.USERS_GROUP, L.ADMINS_GROUP}), gshadow=None, residue=(),
         token=True, enabled=frozenset(L.UNITS), tljh_paths=(), traefik_rendered_by=traefik.key,
-        proxy_unit=True)
+        proxy_unit=True, installed={"user": user_set(user)})
+
+
+def user_set(step: UserEnvStep) -> dict[str, str]:
+    """What the user environment holds once `step` ran: its wheels."""
+    assert step.wheels is not None
+    found = {}
+    for name, _ in step.wheels.wheels:
+        project, version = parse_wheel_filename(name)[:2]
+        found[str(project)] = str(version)
+    return found
 
 
 def test_a_fresh_server_runs_every_step() -> None:
