@@ -192,7 +192,7 @@ def _suffix(name: str, base: str) -> int:
 def _rebuilt(changed: list[str], done: bool) -> str:
     if done or not changed:
         return ""
-    return f" (rebuilt: the contents of {', '.join(changed)} changed since it was built)"
+    return f" (rebuilt: {', '.join(changed)} changed since built)"
 
 
 def locked(component: pip_lock.Component, target: Target) -> dict[str, str]:

@@ -11,9 +11,12 @@ Each finding is a `Drift`: the line for people and the fields for `--json` come 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import render, tljh
@@ -106,7 +109,10 @@ def verify(layout: Layout) -> list[Drift]:
                            repair=APPLY))
     else:
         found += environment_drift(layout, observed, lockfile.load(copy), current.dirs)
-    return found
+    # apply refuses to rebuild a changed hub that holds what the lock does not: say so there
+    refused = {d.path for d in found if d.kind == "not-locked"}
+    return [dataclasses.replace(d, repair=REBUILD) if d.kind == "changed" and d.path in refused
+            else d for d in found]
 
 
 def _sha256(observed: Observed, path: str) -> str:
@@ -223,19 +229,33 @@ def _user_expected(lock: Lock) -> tuple[pip_lock.Component | None, dict[str, str
 
 
 def admin_installed(layout: Layout) -> dict[str, str]:
-    """The distributions of the user environment that the applied lock does not have: an
-    admin's (`sudo -E pip install`, as TLJH's docs say), kept by apply, listed by verify."""
+    """The distributions of the user environment that the applied lock does not have and conda
+    did not install (Miniforge's own packages say `conda` in their INSTALLER): an admin's
+    `sudo -E pip install`, as TLJH's docs say. Kept by apply, listed by verify."""
     state = S.load(layout.state_dir)
     current = state.current_generation
     if current is None:
         return {}
-    copy = S.lock_copy(layout.state_dir, current.number)
     try:
-        lock = lockfile.load(copy)
+        lock = lockfile.load(S.lock_copy(layout.state_dir, current.number))
     except TljhLockError:  # a damaged copy: verify reports it as drift
         return {}
     user, expected = _user_expected(lock)
-    return {} if user is None else unlocked(installed(layout.path(L.USER)), expected)
+    prefix = layout.path(L.USER)
+    if user is None:
+        return {}
+    by_conda = {canonicalize_name(info.name[:-len(".dist-info")].rpartition("-")[0])
+                for info in prefix.glob("lib/python3*/site-packages/*.dist-info")
+                if _installer(info) == "conda"}
+    return {name: version for name, version in unlocked(installed(prefix), expected).items()
+            if name not in by_conda}
+
+
+def _installer(info: Path) -> str | None:
+    try:
+        return (info / "INSTALLER").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
 
 
 def managed(layout: Layout) -> list[str]:
