@@ -148,13 +148,19 @@ def test_verify_reports_an_edited_unit_and_apply_repairs_it(fixture: Fixture, ro
     unit.write_text(unit.read_text().replace("Restart=always", "Restart=no"))
     (root / "opt/tljh/hub/bin/traefik").write_bytes(b"#!/bin/sh\necho evil\n")
     (root / "opt/tljh/user/.tljh-lock-key").unlink()
-    problems = verify(Layout(root))
+    problems = [str(p) for p in verify(Layout(root))]
     assert any(p.startswith("/etc/systemd/system/jupyterhub.service: sha256") for p in problems)
     assert "/opt/tljh/user: not the user environment that was applied" in problems
     assert any("contents changed" in p and "/opt/tljh/hub." in p for p in problems)
     repaired = apply(fixture, root)
-    assert repaired.ran == ["user-env", "file:/etc/systemd/system/jupyterhub.service"]
+    # the hub is built again beside the changed one (TLJH renders traefik's configuration
+    # with it, and the link moves to it), as everything verify reported is repaired
+    assert repaired.ran == ["hub", "user-env", "file:/etc/systemd/system/jupyterhub.service",
+                            "tljh-traefik", "link:/opt/tljh/hub"]
     assert "Restart=always" in unit.read_text()
+    assert (root / "opt/tljh/hub/bin/traefik").read_bytes().startswith(b"#!/bin/sh\necho traefik")
+    assert verify(Layout(root)) == []
+    assert apply(fixture, root).ran == []
 
 
 def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Path,
@@ -372,7 +378,14 @@ def test_command_line(fixture: Fixture, root: Path, tljh) -> None:  # type: igno
     unit.chmod(0o666)
     result = tljh("verify", *where)
     assert result.code == 1
-    assert "drift: /etc/systemd/system/traefik.service: mode 0666" in result.err
+    assert "drift: /etc/systemd/system/traefik.service: mode 0666, applied 0644" in result.err
+    assert "  hint: run `tljh-lock apply`" in result.err
+    report = json.loads(tljh("verify", "--json", *where).out)
+    assert report["ok"] is False
+    assert report["drift"] == [{
+        "kind": "mode", "message": "mode 0666, applied 0644",
+        "path": "/etc/systemd/system/traefik.service", "expected": "0644", "actual": "0666",
+        "repair": "run `tljh-lock apply` with the applied lock (or bundle) again"}]
     result = tljh("apply", *where, "--lock", fixture.locks["new"], "--store", fixture.store)
     assert result.code == 0 and unit.stat().st_mode & 0o777 == 0o644
     result = tljh("rollback", *where)

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from packaging.utils import parse_wheel_filename
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import render
@@ -25,6 +26,7 @@ from tljh_lock.apply.steps import (
     TraefikConfigStep,
     UserEnvStep,
 )
+from tljh_lock.apply.tree import Seen
 from tljh_lock.core.errors import InputError, TljhLockError
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import npm, pip, release
@@ -109,7 +111,17 @@ def as_applied(planned: Plan) -> Observed:
                L.PROXY: planned.dirs["proxy"], L.TLJH_CONFIG_LINK: f"{L.HUB}/bin/tljh-config"},
         groups=frozenset({L.USERS_GROUP, L.ADMINS_GROUP}), gshadow=None, residue=(),
         token=True, enabled=frozenset(L.UNITS), tljh_paths=(), traefik_rendered_by=traefik.key,
-        proxy_unit=True)
+        proxy_unit=True, installed={"user": user_set(user)})
+
+
+def user_set(step: UserEnvStep) -> dict[str, str]:
+    """What the user environment holds once `step` ran: its wheels."""
+    assert step.wheels is not None
+    found = {}
+    for name, _ in step.wheels.wheels:
+        project, version = parse_wheel_filename(name)[:2]
+        found[str(project)] = str(version)
+    return found
 
 
 def test_a_fresh_server_runs_every_step() -> None:
@@ -147,6 +159,41 @@ def test_a_server_as_applied_runs_nothing_and_planning_is_repeatable() -> None:
     assert again.pending == []
     assert [(s.id, s.key) for s in again.steps] == [(s.id, s.key) for s in planned.steps]
     assert plan(lock, "0" * 64, applied, PYTHON, NOTHING_BUILT) == again
+
+
+def test_a_changed_build_is_made_again_beside_it_and_a_pip_install_refused() -> None:
+    lock = full_lock()
+    planned = plan(lock, "0" * 64, FRESH, PYTHON, NOTHING_BUILT)
+    applied = as_applied(planned)
+    hub, node = planned.dirs["hub"], planned.dirs["node"]
+    built = {hub: Seen("s1", "sha256:hub"), node: Seen("s2", "sha256:node")}
+    recorded = dataclasses.replace(applied, trees=built, state=State(
+        trees={name: seen.tree for name, seen in built.items()}))
+    assert plan(lock, "0" * 64, recorded, PYTHON, NOTHING_BUILT).pending == []
+    changed = dataclasses.replace(recorded, trees={**built, node: Seen("s3", "sha256:other")})
+    again = plan(lock, "0" * 64, changed, PYTHON, NOTHING_BUILT)
+    # Node.js again, as node.<key>.1; the proxy (built with that Node.js) and the link follow
+    assert again.dirs["node"] == f"{node}.1" and again.dirs["hub"] == hub
+    assert [s.id for s in again.pending] == ["node", "proxy", "link:/opt/tljh/node",
+                                             "link:/opt/tljh/proxy"]
+    assert again.refusals == []
+    # once built and recorded, the new one is reused
+    rebuilt = dataclasses.replace(
+        changed, markers={**changed.markers, f"{node}.1": again.steps[1].key},
+        trees={**changed.trees, f"{node}.1": Seen("s4", "sha256:node")})
+    rebuilt = dataclasses.replace(rebuilt, state=State(trees={
+        **rebuilt.state.trees, f"{node}.1": "sha256:node"}))
+    assert plan(lock, "0" * 64, rebuilt, PYTHON, NOTHING_BUILT).dirs["node"] == f"{node}.1"
+    # a changed hub that holds a distribution the lock does not: refused, named
+    pip_installed = dataclasses.replace(recorded, trees={**built, hub: Seen("s5", "sha256:x")},
+                                        installed={**recorded.installed,
+                                                   hub: {"jupyterhub": "5.2.1", "pip": "24.3.1",
+                                                         "fx-plugin": "0.1"}})
+    refused = plan(lock, "0" * 64, pip_installed, PYTHON, NOTHING_BUILT)
+    assert refused.dirs["hub"] == f"{hub}.1"
+    assert refused.refusals == [f"/opt/tljh/{hub} holds fx-plugin 0.1, which the lock does not "
+                                "(a pip install into the hub environment?); rebuilding it from "
+                                "the lock would leave them out"]
 
 
 def test_drift_reruns_only_what_drifted_and_names_the_units_to_restart() -> None:

@@ -7,6 +7,7 @@ verified, and TLJH 2.0's own two-unit layout without configurable-http-proxy."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.apply.test_engine import apply
-from tests.support.apply_scenario import PIP_WHEEL, Fixture, build_fixture, make_root
-from tljh_lock.apply import render
+from tests.support.apply_scenario import PIP_WHEEL, Fixture, build_fixture, make_root, snapshot
+from tests.upstream.artifacts import build_wheel
+from tljh_lock.apply import engine, render
+from tljh_lock.apply import layout as L
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.verify import managed, verify
+from tljh_lock.apply.verify import admin_installed, managed, verify
+from tljh_lock.core.errors import EXIT_FAILURE, TljhLockError
 from tljh_lock.lock import file as lockfile
 from tljh_lock.resolve.write import dumps as dump_lock
 
@@ -95,11 +99,15 @@ def test_what_an_admin_changes_with_tljh_config_is_kept(fixture: Fixture, root: 
     # tljh-lock's own route is drift, repaired by the next apply; the admin's files stay
     route = state / "rules/tljh-lock-proxy.toml"
     route.write_text(route.read_text().replace("15003", "9999"))
-    drift = verify(Layout(root))
-    assert any(p.startswith(f"{render.TRAEFIK_ROUTE}: sha256") for p in drift), drift
+    (drift,) = verify(Layout(root))
+    assert str(drift).startswith(f"{render.TRAEFIK_ROUTE}: sha256 ")
+    assert (drift.kind, drift.path, drift.actual) == (
+        "changed", render.TRAEFIK_ROUTE, hashlib.sha256(route.read_bytes()).hexdigest())
     assert apply(fixture, root).ran == [f"file:{render.TRAEFIK_ROUTE}"]
     assert "15003" in route.read_text()
     assert {p: p.read_bytes() for p in admin} == admin
+    assert verify(Layout(root)) == []
+    assert apply(fixture, root).ran == []
 
 
 def test_modes_that_let_users_in_are_tightened(fixture: Fixture, root: Path) -> None:
@@ -110,7 +118,8 @@ def test_modes_that_let_users_in_are_tightened(fixture: Fixture, root: Path) -> 
     (prefix / "config/config.yaml").chmod(0o644)  # tljh-config recreating a deleted file
     (prefix / "installer.log").chmod(0o644)
     problems = verify(Layout(root))
-    assert any("TLJH's directories and files" in p for p in problems), problems
+    assert any("TLJH's directories and files" in str(p) and p.kind == "not-in-place"
+               for p in problems), problems
     assert apply(fixture, root).ran == ["tljh-paths"]
     assert mode(prefix / "state") == 0o700 and mode(prefix / "installer.log") == 0o500
     assert mode(prefix / "config/config.yaml") == 0o600
@@ -129,16 +138,104 @@ def test_a_locked_pip_is_installed_and_every_distribution_verified(fixture: Fixt
     # compiled at install, as TLJH's pip does: the users cannot write bytecode there
     assert list(user.glob("lib/python3*/site-packages/fx_web/__pycache__/*.pyc"))
     assert verify(Layout(root)) == []
-    # a distribution gone from an environment is named, with the version the lock has
+    # a distribution gone from an environment is named, with the version the lock has, and
+    # installed again by a plain apply
     for info in user.glob("lib/python3*/site-packages/fx_web-*.dist-info"):
         shutil.rmtree(info)
-    assert "/opt/tljh/user: fx-web 1.1 is not installed" in verify(Layout(root))
-    # and one at another version in the hub environment
-    hub = root / "opt/tljh/hub"
-    [metadata] = hub.glob("lib/python3*/site-packages/fx_auth-*.dist-info/METADATA")
-    metadata.write_text(metadata.read_text().replace("Version: 1.0", "Version: 0.9"))
-    hub_dir = os.readlink(hub)
-    assert f"/opt/tljh/{hub_dir}: fx-auth is 0.9, the lock has 1.0" in verify(Layout(root))
+    (drift,) = verify(Layout(root))
+    assert str(drift) == "/opt/tljh/user: fx-web 1.1 is not installed"
+    assert drift.to_dict() == {
+        "kind": "not-installed", "message": "fx-web 1.1 is not installed",
+        "path": "/opt/tljh/user", "component": "user-env", "package": "fx-web",
+        "version": "1.1", "expected": "1.1", "repair": drift.repair}
+    assert apply(fixture, root, "old-user-pip").ran == ["user-env"]
+    assert verify(Layout(root)) == []
+
+
+def pip_install(env: Path, wheel: Path) -> None:
+    """An admin's `sudo -E pip install` into an environment, with this machine's pip
+    configuration left out."""
+    subprocess.run([env / "bin/python3", "-m", "pip", "install", "--no-index", "--no-deps",
+                    "--disable-pip-version-check", wheel], check=True, capture_output=True,
+                   env={"PATH": os.environ["PATH"], "PIP_CONFIG_FILE": "/dev/null"})
+
+
+def test_what_an_admin_pip_installs_into_the_user_env_is_kept(fixture: Fixture, root: Path,
+                                                              tmp_path: Path) -> None:
+    apply(fixture, root, "old-user-pip")
+    user = root / "opt/tljh/user"
+    pip_install(user, build_wheel(tmp_path, "fx-admin-tool", "3.0"))
+    layout = Layout(root)
+    assert verify(layout) == []  # the admin's, not drift
+    assert admin_installed(layout) == {"fx-admin-tool": "3.0"}
+    assert apply(fixture, root, "old-user-pip").ran == []
+    # a locked distribution upgraded by the admin is put back at the lock's version; what
+    # the admin added stays
+    pip_install(user, build_wheel(tmp_path, "fx-web", "2.0"))
+    (drift,) = verify(layout)
+    assert (drift.kind, drift.package, drift.expected, drift.actual) == (
+        "version", "fx-web", "1.1", "2.0")
+    assert apply(fixture, root, "old-user-pip").ran == ["user-env"]
+    assert verify(layout) == []
+    assert admin_installed(layout) == {"fx-admin-tool": "3.0"}
+    assert [p.name for p in user.glob("lib/python3*/site-packages/fx_web-*.dist-info")] == [
+        "fx_web-1.1.dist-info"]
+
+
+def test_a_changed_hub_is_built_again_beside_it(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root)
+    link = root / "opt/tljh/hub"
+    built = os.readlink(link)
+    [module] = link.glob("lib/python3*/site-packages/fx_auth/__init__.py")
+    module.write_text("raise SystemExit('edited on the server')\n")
+    (drift,) = verify(Layout(root))
+    assert (drift.kind, drift.path, drift.component) == ("changed", f"/opt/tljh/{built}", "hub")
+    assert drift.expected != drift.actual and drift.actual and drift.actual.startswith("sha256:")
+    repaired = apply(fixture, root)
+    assert repaired.ran[0] == "hub" and f"link:{L.HUB}" in repaired.ran
+    assert repaired.generation == 2
+    assert os.readlink(link) == f"{built}.1"
+    assert verify(Layout(root)) == []
+    assert apply(fixture, root).ran == []
+    # the changed one is kept as it is, as generation 1's: rollback returns to it
+    assert "edited on the server" in (root / "opt/tljh" / built / module.relative_to(
+        link)).read_text()
+    assert engine.rollback(Layout(root)).number == 1
+    assert os.readlink(link) == built
+
+
+def test_a_pip_install_into_the_hub_is_refused_until_rebuild(fixture: Fixture, root: Path,
+                                                             tmp_path: Path) -> None:
+    apply(fixture, root)
+    link = root / "opt/tljh/hub"
+    built = os.readlink(link)
+    pip_install(link, build_wheel(tmp_path, "fx-hub-plugin", "0.3"))
+    drift = verify(Layout(root))
+    assert {(d.kind, d.package, d.version) for d in drift} == {
+        ("changed", None, None), ("not-locked", "fx-hub-plugin", "0.3")}
+    assert all(d.path == f"/opt/tljh/{built}" for d in drift)
+    before = snapshot(root)
+    with pytest.raises(TljhLockError, match=f"/opt/tljh/{built} holds fx-hub-plugin 0.3, "
+                       "which the lock does not") as refused:
+        apply(fixture, root)
+    assert refused.value.exit_code == EXIT_FAILURE and "--rebuild" in str(refused.value)
+    assert snapshot(root) == before
+    assert apply(fixture, root, rebuild=True).ran[0] == "hub"
+    assert os.readlink(link) == f"{built}.1"
+    assert verify(Layout(root)) == []
+    assert list((root / "opt/tljh" / built).glob("lib/python3*/site-packages/fx_hub_plugin"))
+
+
+def test_a_damaged_copy_of_the_applied_lock_is_written_again(fixture: Fixture,
+                                                             root: Path) -> None:
+    apply(fixture, root)
+    copy = root / "opt/tljh/state/generations/1.lock.toml"
+    copy.unlink()
+    (drift,) = verify(Layout(root))
+    assert (drift.kind, drift.path) == ("missing", "/opt/tljh/state/generations/1.lock.toml")
+    assert apply(fixture, root).ran == ["lock-copy"]
+    assert copy.read_bytes() == fixture.locks["old"].read_bytes()
+    assert verify(Layout(root)) == []
 
 
 def test_without_the_proxy_the_layout_is_tljh_two_units(fixture: Fixture, root: Path) -> None:

@@ -103,8 +103,8 @@ def test_one_real_call_of_each_subcommand(plain: Path, tmp_path: Path) -> None:
     assert "plan for lock sha256 " in plan.stdout
     assert run(plain, "status", "--root", root).stdout == f"{root}: nothing applied\n"
     verify = run(plain, "verify", "--root", root)
-    assert (verify.returncode, verify.stderr) == (EXIT_FAILURE,
-                                                  "drift: nothing has been applied here\n")
+    assert (verify.returncode, verify.stderr) == (
+        EXIT_FAILURE, "drift: nothing has been applied here\n  hint: run `tljh-lock apply`\n")
     refused(run(plain, "rollback", "--root", root), EXIT_FAILURE, "nothing has been applied")
     # fetch and bundle: the network side (urllib3, tqdm) loads and says what it cannot reach
     for verb, extra in (("fetch", []), ("bundle", ["--platform", "x86_64", "-o",

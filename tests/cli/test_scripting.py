@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tests.cli.test_bad_input import COMMITTED_LOCK, refused, run
 from tests.conftest import REPO
 from tljh_lock.core.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tljh_lock.lock import file as lockfile
+from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.resolve.update import update
 from tljh_lock.resolve.write import dumps as dump_lock
 from tljh_lock.upstream.http import Client
@@ -72,6 +74,28 @@ def test_check_json_is_fields_and_names_the_recipes_read(smaller_lock: Path) -> 
     assert {finding["target"] for finding in hub} == {
         target.name for target in lockfile.load(COMMITTED_LOCK).targets}
     assert all(finding["message"].endswith(" packages") for finding in hub)
+
+
+def test_check_json_problems_name_the_package_and_version(tmp_path: Path) -> None:
+    """A package left out of the lock, and one whose x86_64 wheels are."""
+    lock = lockfile.load(COMMITTED_LOCK)
+    hub = lock.components["hub"]
+    assert isinstance(hub, pip_lock.Component)
+    tornado = next(p for p in hub.packages if p.name == "tornado")
+    arm_only = dataclasses.replace(tornado, wheels=tuple(
+        w for w in tornado.wheels if "x86_64" not in w.name))
+    lock.components["hub"] = dataclasses.replace(hub, packages=tuple(
+        arm_only if p is tornado else p for p in hub.packages if p.name != "sqlalchemy"))
+    path = tmp_path / "broken.lock.toml"
+    path.write_text(dump_lock(lock))
+    result = run("check", "--json", "--no-recipes", "--lock", path)
+    assert result.returncode == EXIT_FAILURE, result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert problems and all(p["component"] == "hub" and p["target"] for p in problems)
+    about = {(p.get("package"), p.get("version")) for p in problems}
+    assert ("sqlalchemy", None) in about and ("tornado", tornado.version) in about, about
+    x86 = {p["target"] for p in problems if p.get("package") == "tornado"}
+    assert x86 and all("x86_64" in t for t in x86)
 
 
 def test_check_says_which_recipes_it_read() -> None:

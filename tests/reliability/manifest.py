@@ -20,6 +20,8 @@ VOLATILE_CONTENT = {
     "opt/tljh/state/traefik-api.secret": "TLJH's traefik API password, random, generated once "
                                          "per server",
     "opt/tljh/state/apply.lock": "the pid of the last apply that held the lock",
+    "opt/tljh/state/trees-seen.json": "the built directories' tree hashes with the stat "
+                                      "signatures (inodes, ctimes) they were taken at: a cache",
 }
 VOLATILE_NOTES = {
     **VOLATILE_CONTENT,
@@ -51,7 +53,7 @@ EXPECTED_MODES = {
     "etc/systemd/system/traefik.service": "0644",
     "etc/systemd/system/configurable-http-proxy.service": "0644",
 }
-_BUILT = re.compile(r"opt/tljh/(hub|node|proxy)\.[0-9a-f]{16}")
+_BUILT = re.compile(r"opt/tljh/(hub|node|proxy)\.[0-9a-f]{16}(\.[0-9]+)?")
 STATE_JSON = "opt/tljh/state/state.json"
 
 

@@ -21,15 +21,17 @@ from tljh_lock.apply.actions import execute, system
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.observe import MARKER, observe, probe
+from tljh_lock.apply.observe import MARKER, Interpreter, Observed, observe, probe, with_trees
 from tljh_lock.apply.plan import Plan, check_applicable, downgrade_reasons, plan, system_steps
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.state import Generation, State
-from tljh_lock.apply.steps import FileStep, Step
+from tljh_lock.apply.steps import BuildStep, FileStep, Step
 from tljh_lock.apply.tree import directory_hash
+from tljh_lock.apply.wheels import BuiltWheels
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.core.files import file_sha256, write_atomic
 from tljh_lock.lock import file as lockfile
+from tljh_lock.lock.model import Lock
 
 KEPT_GENERATIONS = 3  # their directories survive garbage collection (rollback needs them)
 RESTART_ORDER = ("configurable-http-proxy.service", "jupyterhub.service", "traefik.service")
@@ -52,10 +54,12 @@ class Outcome:
 
 
 def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python: str, *,
-          dry_run: bool = False, allow_downgrade: bool = False,
+          dry_run: bool = False, allow_downgrade: bool = False, rebuild: bool = False,
           admins: tuple[Admin, ...] = (), log: Log = lambda _: None) -> Outcome:
     """Apply the lock at `lock_path`, or with none, the lock of the bundle `source`, and set up
-    `admins` as TLJH's installer does."""
+    `admins` as TLJH's installer does. With `rebuild`, a changed hub environment holding
+    distributions the lock does not is rebuilt from the lock (the changed one stays as the
+    previous generation) instead of refused."""
     started = time.monotonic()
     interpreter = probe(python)
     lock_bytes, where = _lock_bytes(layout, lock_path, source)
@@ -64,23 +68,38 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
     # The apply lock creates the state directory: what can be refused is refused first.
     check_applicable(lock)
     if dry_run:  # no lock taken: taking it would create the state directory
-        observed = observe(layout)
-        planned = plan(lock, lock_sha256, observed, interpreter, source, admins)
-        _refuse_downgrade(planned, observed.state, allow_downgrade)
+        observed, planned = _observe_and_plan(layout, lock, lock_sha256, interpreter, source,
+                                              admins)
+        _refuse(planned, observed.state, allow_downgrade, rebuild)
         return Outcome(planned, seconds=time.monotonic() - started)
     with S.exclusive(layout.state_dir), _scratch(layout, source) as scratch:
-        observed = observe(layout)
+        observed, planned = _observe_and_plan(layout, lock, lock_sha256, interpreter, source,
+                                              admins)
         state = observed.state
-        planned = plan(lock, lock_sha256, observed, interpreter, source, admins)
-        _refuse_downgrade(planned, state, allow_downgrade)
+        _refuse(planned, state, allow_downgrade, rebuild)
         outcome = Outcome(planned)
-        ctx = Context(layout, source, log, scratch)
+        ctx = Context(layout, source, log, scratch, lock_bytes=lock_bytes)
         _execute(planned.steps, ctx, state, outcome)
-        outcome.generation = _commit(layout, state, planned, lock_bytes)
+        outcome.generation = _commit(layout, state, planned, lock_bytes, observed)
         outcome.restarted = _restart(layout, planned.steps, outcome.ran, scratch)
         _collect_garbage(layout, state)
+        S.save_seen(layout.state_dir, {
+            name: tree for name, tree in {**observed.trees, **ctx.trees}.items()
+            if name in state.trees and layout.path(f"{L.PREFIX}/{name}").is_dir()})
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _observe_and_plan(layout: Layout, lock: Lock, lock_sha256: str, interpreter: Interpreter,
+                      built: BuiltWheels, admins: tuple[Admin, ...]) -> tuple[Observed, Plan]:
+    """Observe, plan, then look at the trees of the built directories that plan may reuse
+    (marked with one of its build keys) and plan again with them: a changed one is built
+    again, not reused."""
+    observed = observe(layout)
+    first = plan(lock, lock_sha256, observed, interpreter, built, admins)
+    keys = {step.key for step in first.steps if isinstance(step, BuildStep)}
+    observed = with_trees(layout, observed, keys)
+    return observed, plan(lock, lock_sha256, observed, interpreter, built, admins)
 
 
 @contextmanager
@@ -124,7 +143,14 @@ def _kept_lock(layout: Layout, source: BundleSource) -> Path | None:
     return None
 
 
-def _refuse_downgrade(planned: Plan, state: State, allow_downgrade: bool) -> None:
+def _refuse(planned: Plan, state: State, allow_downgrade: bool, rebuild: bool) -> None:
+    if planned.refusals and not rebuild:
+        raise TljhLockError(
+            "; ".join(planned.refusals),
+            hint="add them to recipes/hub.toml and run `tljh-lock update`, then apply that "
+                 "lock; or pass --rebuild to rebuild the hub environment from this lock (the "
+                 "changed one stays, as the previous generation: `tljh-lock rollback` returns "
+                 "to it)")
     reasons = downgrade_reasons(planned, state)
     if reasons and not allow_downgrade:
         raise TljhLockError(
@@ -149,7 +175,7 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
                                 hint="free some space there, then run this command again; "
                                      "the previous generation stays in use") from None
         state.steps[step.id] = step.key
-        state.trees.update(ctx.trees)
+        state.trees.update({name: tree.tree for name, tree in ctx.trees.items()})
         if isinstance(step, FileStep):
             assert step.file is not None
             state.files[step.file.path] = {
@@ -170,7 +196,8 @@ def _execute(steps: list[Step], ctx: Context, state: State, outcome: Outcome) ->
     state.files = {path: record for path, record in state.files.items() if path in rendered}
 
 
-def _commit(layout: Layout, state: State, planned: Plan, lock_bytes: bytes) -> int:
+def _commit(layout: Layout, state: State, planned: Plan, lock_bytes: bytes,
+            observed: Observed) -> int:
     """Record the generation now in use; a new number only if the lock or directories moved."""
     current = state.current_generation
     if current is None or (current.lock_sha256, current.dirs) != (planned.lock_sha256,
@@ -183,7 +210,9 @@ def _commit(layout: Layout, state: State, planned: Plan, lock_bytes: bytes) -> i
         state.current = number
     for directory in planned.dirs.values():
         if directory not in state.trees:  # built before the state was lost
-            state.trees[directory] = directory_hash(layout.path(f"{L.PREFIX}/{directory}"))
+            found = observed.trees.get(directory)
+            state.trees[directory] = found.tree if found else directory_hash(
+                layout.path(f"{L.PREFIX}/{directory}"))
     S.save(layout.state_dir, state)
     assert state.current is not None
     return state.current

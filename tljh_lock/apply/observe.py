@@ -1,29 +1,37 @@
 """Every read of the server that planning needs, in one place: what `plan` decides from.
 
-`observe(layout)` looks at the state file, the built directories' markers, the rendered files'
-hashes and modes, the links, the groups (and what a killed groupadd left in /etc), the proxy
-token, the enabled units and TLJH's own paths (their modes, which TLJH rendered traefik's
-configuration, whether the proxy's unit is there). `probe` asks the server's python3 what it
-is. Nothing here changes anything.
+`observe(layout)` looks at the state file, the built directories' markers and trees (hashed
+again only when their stat signature moved, tree.py), the distributions of the user environment
+and of a built hub environment whose tree changed, the kept copy of the current generation's
+lock, the rendered files' hashes and modes, the links, the groups (and what a killed groupadd
+left in /etc), the proxy token, the enabled units and TLJH's own paths (their modes, which TLJH
+rendered traefik's configuration, whether the proxy's unit is there). `probe` asks the
+server's python3 what it is. Nothing here changes anything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import state as S
 from tljh_lock.apply import tljh
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.render import PROXY_ENV, render_all
+from tljh_lock.apply.tree import Seen, seen
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.core.files import file_sha256
 from tljh_lock.core.runner import run
 
 MARKER = ".tljh-lock-key"  # written last into a built directory: its presence means complete
+BUILT_ROLES = ("hub", "node", "proxy")  # built beside each other as <role>.<key>[.<n>]
 LINKS = (L.HUB, L.NODE, L.PROXY, L.TLJH_CONFIG_LINK)
 GROUP = "/etc/group"
 GSHADOW = "/etc/gshadow"
@@ -50,11 +58,19 @@ class Observed:
     tljh_paths: tuple[str, ...]  # what of TLJH's paths is not as TLJH keeps it
     traefik_rendered_by: str | None  # the key of the render of the traefik.toml in place
     proxy_unit: bool  # configurable-http-proxy's unit file is there
+    # "user", and a built hub directory whose tree is not as built -> canonical name -> version
+    installed: dict[str, dict[str, str]] = field(default_factory=dict)
+    lock_copy: str | None = None  # sha256 of the current generation's kept lock; None: missing
+    # marked built directories -> their trees now: only those `with_trees` was asked for
+    trees: dict[str, Seen] = field(default_factory=dict)
 
 
 def observe(layout: Layout) -> Observed:
+    """Everything but the built directories' trees: `with_trees` adds those a plan may use
+    (hashing every kept generation's would cost a no-op apply more than it may take)."""
+    state = S.load(layout.state_dir)
     return Observed(
-        state=S.load(layout.state_dir),
+        state=state,
         markers=_markers(layout),
         files=_files(layout),
         links={link: target for link in LINKS
@@ -68,7 +84,50 @@ def observe(layout: Layout) -> Observed:
         tljh_paths=tuple(_tljh_paths(layout)),
         traefik_rendered_by=_rendered_by(layout),
         proxy_unit=layout.path(f"{L.UNIT_DIR}/{tljh.PROXY_UNIT}").exists(),
+        installed={"user": installed(layout.path(L.USER))},
+        lock_copy=_lock_copy(layout, state),
     )
+
+
+def with_trees(layout: Layout, observed: Observed, keys: Collection[str]) -> Observed:
+    """`observed` with the trees of the built directories marked with one of `keys` (from
+    the cache where their signature is the one it holds), and the distributions of a hub
+    environment among them whose tree is not as built."""
+    cache = S.load_seen(layout.state_dir)
+    trees = {name: seen(layout.path(f"{L.PREFIX}/{name}"), cache.get(name))
+             for name, marker in observed.markers.items()
+             if marker in keys and name.partition(".")[0] in BUILT_ROLES and "." in name}
+    found = dict(observed.installed)
+    for name, tree in trees.items():
+        if name.startswith("hub.") and tree.tree != observed.state.trees.get(name, tree.tree):
+            found[name] = installed(layout.path(f"{L.PREFIX}/{name}"))
+    return dataclasses.replace(observed, trees=trees, installed=found)
+
+
+def installed(prefix: Path) -> dict[str, str]:
+    """Canonical name -> version of every distribution in the prefix's site-packages, from
+    the names of its `<name>-<version>.dist-info` directories (as pip names them, from the
+    wheel's file name): reading every METADATA of a user environment costs a no-op apply
+    0.2 s. A METADATA edited to another version changes the hub's tree, which is hashed."""
+    found: dict[str, str] = {}
+    for site in sorted(prefix.glob("lib/python3*/site-packages")):
+        with os.scandir(site) as it:
+            names = sorted(entry.name for entry in it if entry.name.endswith(".dist-info"))
+        for name in names:
+            project, _, version = name[:-len(".dist-info")].rpartition("-")
+            if project and version:
+                found[canonicalize_name(project)] = version
+    return found
+
+
+def _lock_copy(layout: Layout, state: S.State) -> str | None:
+    current = state.current_generation
+    if current is None:
+        return None
+    try:
+        return file_sha256(S.lock_copy(layout.state_dir, current.number))
+    except FileNotFoundError:
+        return None
 
 
 def mode(path: Path) -> int | None:

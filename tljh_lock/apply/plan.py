@@ -1,13 +1,21 @@
 """Plan an apply: from the lock and what `observe` saw on the server, the steps to run, each
 keyed by the hash of its inputs and judged done by what is on disk (a marker written last into
-a built directory, a file's hash, a link's target), which cannot disagree with a lost or stale
-state file. Pure: it reads nothing and changes nothing; `--dry-run` prints the plan."""
+a built directory and its tree as built, a file's hash, a link's target), which cannot disagree
+with a lost or stale state file. Pure: it reads nothing and changes nothing; `--dry-run` prints
+the plan.
+
+A built directory whose tree changed since it was built (what `verify` reports) is not reused:
+the build is made again beside it as `<role>.<key>.<n>`, and the changed one stays, in use by
+the previous generation, until garbage collection. A changed hub environment that holds
+distributions the lock does not (an admin's `pip install`) is not replaced silently: the plan
+names it in `refusals`, and apply refuses unless told to rebuild."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
@@ -22,6 +30,7 @@ from tljh_lock.apply.steps import (
     GroupStep,
     HubBuild,
     LinkStep,
+    LockCopyStep,
     PathsStep,
     ProxyBuild,
     RetireProxyStep,
@@ -33,6 +42,7 @@ from tljh_lock.apply.steps import (
 )
 from tljh_lock.apply.wheels import BuiltWheels, target_for, wheel_set
 from tljh_lock.core.errors import InputError
+from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
@@ -69,6 +79,8 @@ class Plan:
     steps: list[Step]
     dirs: dict[str, str]  # role -> directory below /opt/tljh
     versions: dict[str, str]
+    # why this plan would discard what someone installed (apply refuses unless rebuilding)
+    refusals: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[Step]:
@@ -107,21 +119,26 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
                       *wheels.key_material,
                       *([f"traefik {traefik_input[0].sha256} {traefik_input[1]}"]
                         if traefik_input else []))
-    dirs = {"hub": f"hub.{hub_key[:16]}"}
+    hub_dir, hub_done, changed = built_dir(observed, "hub", hub_key)
+    dirs = {"hub": hub_dir}
+    refusals = [refusal for name in changed
+                for refusal in [_unlocked_refusal(observed, name, locked(hub, target))]
+                if refusal and not hub_done]
     steps: list[Step] = [HubBuild(
         id="hub", summary=f"hub environment {dirs['hub']}: {len(wheels.wheels)} wheels for "
-        f"{target.name}" + (f", traefik {traefik[0].version}" if traefik else ""),
-        key=hub_key, done=observed.markers.get(dirs["hub"]) == hub_key,
+        f"{target.name}" + (f", traefik {traefik[0].version}" if traefik else "")
+        + _rebuilt(changed, hub_done),
+        key=hub_key, done=hub_done,
         restarts=(JUPYTERHUB_UNIT, TRAEFIK_UNIT), directory=dirs["hub"],
         python=interpreter.path, wheels=wheels, traefik=traefik_input)]
     node = _release_file(lock, NODEJS, interpreter.arch)
     if node is not None:
         component, file = node
         key = hash_of("node", BUILD_VERSION, file.artifact.sha256, file.top_dir or "")
-        dirs["node"] = f"node.{key[:16]}"
+        dirs["node"], done, changed = built_dir(observed, "node", key)
         steps.append(UnpackBuild(
-            id="node", summary=f"Node.js {component.version} into {dirs['node']}", key=key,
-            done=observed.markers.get(dirs["node"]) == key, restarts=(PROXY_UNIT,),
+            id="node", summary=f"Node.js {component.version} into {dirs['node']}"
+            + _rebuilt(changed, done), key=key, done=done, restarts=(PROXY_UNIT,),
             directory=dirs["node"], artifact=file.artifact, top_dir=file.top_dir))
     proxy = lock.components.get(PROXY)
     if proxy is not None:
@@ -129,11 +146,75 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     if USER_ENV in lock.components:
         steps.append(_user_step(lock, observed, built, interpreter.arch, wheels.installer))
     steps += system_steps(observed, dirs)
+    current = observed.state.current_generation
+    # Planned only when the copy is damaged: a no-op apply records nothing new in the state.
+    if current is not None and current.lock_sha256 == lock_sha256 != observed.lock_copy:
+        copy = f"{L.STATE}/generations/{current.number}.lock.toml"
+        steps.append(LockCopyStep(
+            id="lock-copy", summary=f"{copy}: the kept copy of generation {current.number}'s "
+            "lock, missing or changed", key=hash_of("lock-copy", lock_sha256), done=False,
+            number=current.number))
     if admins:
         # before the links: a failure leaves the previous generation in use
         first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
         steps.insert(first_link, _admins_step(admins, dirs))
-    return Plan(lock_sha256, steps, dirs, compared_versions(lock))
+    return Plan(lock_sha256, steps, dirs, compared_versions(lock), refusals)
+
+
+def built_dir(observed: Observed, role: str, key: str) -> tuple[str, bool, list[str]]:
+    """(directory, done, the changed builds of `key`) for the build of `role` keyed `key`:
+    one built before whose tree is as built (the current generation's first; one whose tree
+    was never recorded, its state lost, counts as built), else a new name beside the changed
+    ones, `<role>.<key>` for the first."""
+    base = f"{role}.{key[:16]}"
+    built = sorted((name for name, marker in observed.markers.items()
+                    if marker == key and (name == base or name.startswith(base + "."))),
+                   key=lambda name: _suffix(name, base))
+    recorded = observed.state.trees
+    intact = [name for name in built
+              if name not in observed.trees
+              or recorded.get(name, observed.trees[name].tree) == observed.trees[name].tree]
+    changed = [name for name in built if name not in intact]
+    current = observed.state.current_generation
+    in_use = current.dirs.get(role) if current is not None else None
+    if intact:
+        return (in_use if in_use in intact else intact[-1]), True, changed
+    if not built:
+        return base, False, []
+    return f"{base}.{_suffix(built[-1], base) + 1}", False, changed
+
+
+def _suffix(name: str, base: str) -> int:
+    rest = name[len(base) + 1:]
+    return int(rest) if rest.isdigit() else 0
+
+
+def _rebuilt(changed: list[str], done: bool) -> str:
+    if done or not changed:
+        return ""
+    return f" (rebuilt: {', '.join(changed)} changed since built)"
+
+
+def locked(component: pip_lock.Component, target: Target) -> dict[str, str]:
+    """Canonical name -> version of what the component installs on `target`."""
+    found: dict[str, str] = {canonicalize_name(p.name): p.version
+                             for p in component.packages if p.applies_to(target)}
+    found.update({canonicalize_name(s.name): s.version for s in component.sources})
+    return found
+
+
+def unlocked(have: dict[str, str], expected: dict[str, str]) -> dict[str, str]:
+    """What an environment holds (`have`) that the lock does not put there."""
+    return {dist: version for dist, version in sorted(have.items()) if dist not in expected}
+
+
+def _unlocked_refusal(observed: Observed, name: str, expected: dict[str, str]) -> str | None:
+    extra = unlocked(observed.installed.get(name, {}), expected)
+    if not extra:
+        return None
+    return (f"{L.PREFIX}/{name} holds {', '.join(f'{d} {v}' for d, v in extra.items())}, which "
+            "the lock does not (a pip install into the hub environment?); rebuilding it from "
+            "the lock would leave them out")
 
 
 def _admins_step(admins: tuple[Admin, ...], dirs: dict[str, str]) -> Step:
@@ -158,10 +239,10 @@ def _proxy_step(lock: Lock, component: Component, observed: Observed, dirs: dict
     tarballs = tuple(component.artifacts(lock.targets_for(arch), arch))
     key = hash_of("proxy", BUILD_VERSION, dirs["node"], *(text for _, text in project),
                   *(a.sha256 for a in tarballs))
-    dirs["proxy"] = f"proxy.{key[:16]}"
+    dirs["proxy"], done, changed = built_dir(observed, "proxy", key)
     return ProxyBuild(
-        id="proxy", summary=f"{component.summary()} into {dirs['proxy']}", key=key,
-        done=observed.markers.get(dirs["proxy"]) == key, restarts=(PROXY_UNIT,),
+        id="proxy", summary=f"{component.summary()} into {dirs['proxy']}"
+        + _rebuilt(changed, done), key=key, done=done, restarts=(PROXY_UNIT,),
         directory=dirs["proxy"], node_dir=dirs["node"], project=project, tarballs=tarballs)
 
 
@@ -180,12 +261,30 @@ def _user_step(lock: Lock, observed: Observed, built: BuiltWheels, arch: str,
                          f"installer's python (it has {len(targets)})")
     wheels = wheel_set(component, targets[0], built, USER_ENV, fallback_installer=hub_installer)
     key = hash_of("user", BUILD_VERSION, installer[1].artifact.sha256, *wheels.key_material)
+    # What an admin installed besides the lock is theirs, and stays; a locked distribution
+    # missing or at another version is installed again at the lock's.
+    moved = not_as_locked(observed.installed.get("user", {}), locked(component, targets[0]))
     return UserEnvStep(
         id="user-env", summary=f"user environment {L.USER}: Miniforge {installer[0].version}, "
-        f"{len(wheels.wheels)} wheels for {targets[0].name}", key=key,
-        done=observed.markers.get(L.USER.rsplit("/", 1)[1]) == key,
+        f"{len(wheels.wheels)} wheels for {targets[0].name}"
+        + (f" (again: {', '.join(moved)})" if moved else ""), key=key,
+        done=observed.markers.get(L.USER.rsplit("/", 1)[1]) == key and not moved,
         installer=installer[1].artifact,
         target=targets[0], wheels=wheels)
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def not_as_locked(have: dict[str, str], expected: dict[str, str]) -> list[str]:
+    """The locked distributions missing from `have` or at another version, as `name
+    version` (what the lock has)."""
+    return [f"{name} {version}" for name, version in sorted(expected.items())
+            if have.get(name) is None or not _same(have[name], version)]
 
 
 def _release_file(

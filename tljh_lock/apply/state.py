@@ -7,6 +7,8 @@ state.json holds
 - `generations`: every applied lock, oldest first, with the directories it uses;
 - `current`: the number of the generation in use.
 The applied locks themselves are kept as `generations/<n>.lock.toml` for `status` and `rollback`.
+`trees-seen.json` remembers each built directory's tree hash with the stat signature it was
+computed at (tree.py): a cache, rebuilt from the directories when it is lost or unreadable.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tljh_lock.apply.tree import Seen
 from tljh_lock.core.errors import InputError, TljhLockError
 from tljh_lock.core.files import write_atomic
 
@@ -95,6 +98,29 @@ def load(state_dir: Path) -> State:
                      current=data["current"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: malformed state: {exc!r}") from None
+
+
+def seen_file(state_dir: Path) -> Path:
+    return state_dir / "trees-seen.json"
+
+
+def load_seen(state_dir: Path) -> dict[str, Seen]:
+    try:
+        data = json.loads(seen_file(state_dir).read_text(encoding="utf-8"))
+        return {str(name): Seen(str(entry["signature"]), str(entry["tree"]))
+                for name, entry in data.items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        return {}  # a cache: what it held is hashed again
+
+
+def save_seen(state_dir: Path, seen: dict[str, Seen]) -> None:
+    if seen == load_seen(state_dir):
+        return  # a no-op apply writes nothing
+    write_atomic(seen_file(state_dir), (json.dumps(
+        {name: entry.to_dict() for name, entry in sorted(seen.items())}, indent=2) + "\n"
+    ).encode(), 0o600, exclusive=True)
 
 
 def save(state_dir: Path, state: State) -> None:

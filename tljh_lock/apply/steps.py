@@ -120,3 +120,11 @@ class AdminsStep(Step):
 
     admins: tuple[Admin, ...] = ()
     python: str = ""  # below --root
+
+
+@dataclass
+class LockCopyStep(Step):
+    """The kept copy of the current generation's lock (`status`, `rollback`, `verify` read
+    it), written again when it is missing or not that lock."""
+
+    number: int = 0

@@ -1,10 +1,19 @@
-"""A content hash of an installed directory, for `verify`: every regular file (with its
-executable bit) and every symlink, streamed, so a 100 MB binary is never held in memory."""
+"""A content hash of an installed directory, for `verify` and for apply's judgement of a built
+directory: every regular file (with its executable bit) and every symlink, streamed, so a
+100 MB binary is never held in memory.
+
+Hashing a hub environment (thousands of files, traefik's binary) takes longer than a no-op
+apply may, so a hash is remembered with the directory's stat signature: every entry's name,
+mode, inode, size, mtime and ctime. A file written, replaced, renamed, chmod-ed or touched
+changes its ctime at least, which no program can set back, so an equal signature means an
+equal tree; any other one means hashing again."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tljh_lock.core.files import file_sha256
@@ -13,20 +22,61 @@ from tljh_lock.core.files import file_sha256
 _SKIPPED_DIRS = {"__pycache__"}
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A directory's tree hash and the stat signature it was computed at."""
+
+    signature: str
+    tree: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"signature": self.signature, "tree": self.tree}
+
+
+def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path, entry) of every file and symlink below `root`, directories entered
+    (not through symlinks), __pycache__ left out. A stack, not recursion: a generator nested
+    as deep as site-packages would pass every entry up through each level."""
+    pending = [("", str(root))]
+    while pending:
+        rel, path = pending.pop()
+        with os.scandir(path) as it:
+            for entry in it:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if not entry.is_dir(follow_symlinks=False):
+                    yield name, entry
+                elif entry.name not in _SKIPPED_DIRS:
+                    pending.append((name, entry.path))
+
+
 def directory_hash(root: Path) -> str:
     lines = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in _SKIPPED_DIRS
-                       and not os.path.islink(os.path.join(dirpath, d))]
-        linked_dirs = [d for d in os.listdir(dirpath)
-                       if d not in filenames and os.path.islink(os.path.join(dirpath, d))]
-        for name in (*filenames, *linked_dirs):
-            path = Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                lines.append(f"link:{os.readlink(path)}  l  {rel}\n")
-            else:
-                kind = "x" if os.access(path, os.X_OK) else "f"
-                lines.append(f"{file_sha256(path)}  {kind}  {rel}\n")
+    for rel, entry in _entries(root):
+        if entry.is_symlink():
+            lines.append(f"link:{os.readlink(entry.path)}  l  {rel}\n")
+        else:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            kind = "x" if mode & 0o111 else "f"
+            lines.append(f"{file_sha256(Path(entry.path))}  {kind}  {rel}\n")
     lines.sort(key=lambda line: line.rsplit("  ", 1)[1].encode())
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def signature(root: Path) -> str:
+    lines = []
+    for rel, entry in _entries(root):
+        st = entry.stat(follow_symlinks=False)
+        lines.append(f"{rel}\0{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns} "
+                     f"{st.st_ctime_ns}\n")
+    lines.sort()
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def seen(root: Path, before: Seen | None) -> Seen:
+    """The tree of `root`, hashed again only when its signature is not `before`'s. The
+    signature is taken first: a file changed while hashing leaves a signature that the next
+    look finds different."""
+    now = signature(root)
+    if before is not None and before.signature == now:
+        return before
+    return Seen(now, directory_hash(root))

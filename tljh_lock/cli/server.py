@@ -13,7 +13,7 @@ from tljh_lock.apply import admins as A
 from tljh_lock.apply import engine
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource, BundleSource
-from tljh_lock.apply.verify import managed, verify
+from tljh_lock.apply.verify import admin_installed, managed, verify
 from tljh_lock.cli.common import DEFAULT_LOCK, Subcommands, Verb, progress_log, quiet
 from tljh_lock.core.errors import (
     EXIT_FAILURE,
@@ -48,7 +48,11 @@ def add_apply(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         description="Plan, then install the hub environment, traefik, Node.js, the proxy, the "
         "systemd units, groups, sudoers file and tljh-config link from the lock and verified "
         "artifacts only. Re-running is a no-op; a failed run leaves the previous generation "
-        "in use.")
+        "in use. What verify reports, apply repairs: a rendered file is rewritten, a built "
+        "directory whose contents changed is built again beside it (a new generation; the "
+        "changed one stays as the previous), a locked distribution missing from the user "
+        "environment is installed again. What an admin installed into the user environment "
+        "stays; TLJH's own files (config.yaml, traefik.toml, rules/) are never touched.")
     _add_root(p)
     p.add_argument("--bundle", type=Path, metavar="FILE",
                    help="install from this bundle (its lock and artifacts) without any network")
@@ -72,6 +76,10 @@ def add_apply(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-downgrade", action="store_true",
                    help="apply a lock older than the current one (lower jupyterhub, TLJH, "
                    "traefik, Node.js or proxy version, or an earlier generation's lock)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild a changed hub environment that holds distributions the lock "
+                   "does not (a pip install into it), which apply otherwise refuses (exit "
+                   "code 1); the changed one stays, as the previous generation")
     p.add_argument("--admin", action="append", default=[], metavar="NAME[:PASSWORD]",
                    help="a TLJH admin, as TLJH's installer --admin sets one up: NAME added to "
                    "users.admin of config.yaml, PASSWORD (bcrypt) for FirstUseAuthenticator "
@@ -85,10 +93,14 @@ def add_apply(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 def add_verify(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("verify", help="report drift from what was applied",
                        description="Rehash the rendered files and built directories, check "
-                       "that every locked distribution is installed at its version, check "
-                       "groups, links and TLJH's modes; exit 1 on any drift. The files TLJH "
-                       "manages (traefik.toml, state/rules/ but tljh-lock's route, config/, "
-                       "acme.json) are the admin's and are listed, not compared.")
+                       "that every locked distribution is installed at its version (and that "
+                       "the hub environment holds no other), check groups, links and TLJH's "
+                       "modes; exit 1 on any drift, which a plain `tljh-lock apply` repairs "
+                       "or refuses, naming how. The files TLJH manages (traefik.toml, "
+                       "state/rules/ but tljh-lock's route, config/, acme.json) and what an "
+                       "admin installed into the user environment are the admin's: listed, "
+                       "not compared. --json gives each drift as fields (kind, path, "
+                       "component, package, version, expected, actual, repair).")
     _add_root(p)
 
 
@@ -198,7 +210,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         outcome = engine.apply(Layout(args.root), lock_path, source, args.python,
                                dry_run=args.dry_run, allow_downgrade=args.allow_downgrade,
-                               admins=admins, log=progress_log(args))
+                               rebuild=args.rebuild, admins=admins, log=progress_log(args))
     finally:
         source.close()
     layout = Layout(args.root)
@@ -224,17 +236,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     layout = Layout(args.root)
     problems = verify(layout)
     tljh_managed = managed(layout)  # TLJH's and the admin's: not drift
+    admins_own = admin_installed(layout)  # the admin's too
     if args.json:
-        print(json.dumps({"ok": not problems, "drift": problems, "tljh-managed": tljh_managed},
+        print(json.dumps({"ok": not problems, "drift": [p.to_dict() for p in problems],
+                          "tljh-managed": tljh_managed,
+                          "admin-installed": [{"path": "/opt/tljh/user", "package": name,
+                                               "version": version}
+                                              for name, version in admins_own.items()]},
                          indent=2))
     else:
-        for line in problems:
-            print(f"drift: {line}", file=sys.stderr)
+        for problem in problems:
+            print(f"drift: {problem}", file=sys.stderr)
+        for repair in dict.fromkeys(p.repair for p in problems if p.repair):
+            print(f"  hint: {repair}", file=sys.stderr)
         if not quiet(args):
             if not problems:
                 print(f"{args.root}: as applied")
             if tljh_managed:
                 print(f"managed by TLJH (tljh-config), not compared: {', '.join(tljh_managed)}")
+            if admins_own:
+                print("installed into /opt/tljh/user by an admin, kept: "
+                      + ", ".join(f"{name} {version}" for name, version in admins_own.items()))
     return EXIT_FAILURE if problems else EXIT_OK
 
 

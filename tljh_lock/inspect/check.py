@@ -7,30 +7,30 @@ the npm trees were checked against the Node.js the lock installs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tljh_lock.core.errors import TljhLockError
+from tljh_lock.core.findings import Fields
 from tljh_lock.lock.kinds import npm, release
 from tljh_lock.lock.model import Lock
 from tljh_lock.lock.recipes import RecipeSet, SameVersion
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(Fields):
     """One thing `check` found, in fields a script can read; `str()` is the line for people."""
 
     message: str
     component: str | None = None
     target: str | None = None  # the target's name, where the finding is about one
     path: str | None = None  # the recipe file it is about
+    package: str | None = None  # the package it is about, at `version` where one is pinned
+    version: str | None = None
 
     def __str__(self) -> str:
         where = " ".join(x for x in (self.component, self.target and f"on {self.target}") if x)
         return f"{where}: {self.message}" if where else self.message
-
-    def to_dict(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -85,7 +85,8 @@ def check(lock: Lock, recipes: RecipeSet | None) -> Report:
     for name, component in sorted(lock.components.items()):
         for proof in component.prove(lock.targets):
             target = proof.scope.removeprefix("on ") if proof.scope else None
-            report.problems += [Finding(p, name, target) for p in proof.problems]
+            report.problems += [Finding(p.message, name, target, package=p.package,
+                                        version=p.version) for p in proof.problems]
             if not proof.problems:
                 report.proven.append(Finding(proof.proven, name, target))
     return report
@@ -112,7 +113,8 @@ def same_version_problems(lock: Lock, recipes: RecipeSet) -> list[Finding]:
             if own != (version,):
                 problems.append(Finding(
                     f"{package} {', '.join(own) or 'unpinned'} is not {rule.component}'s "
-                    f"{version} (same-version in {path})", name, path=path))
+                    f"{version} (same-version in {path})", name, path=path, package=package,
+                    version=", ".join(own) or None))
     return problems
 
 
@@ -123,7 +125,8 @@ def node_problems(lock: Lock) -> list[Finding]:
         return []
     return [
         Finding(f"its packages' engines were checked against Node.js {component.node}, but "
-                f"the lock installs Node.js {nodejs.version} (component nodejs)", name)
+                f"the lock installs Node.js {nodejs.version} (component nodejs)", name,
+                package="nodejs", version=nodejs.version)
         for name, component in sorted(lock.components.items())
         if isinstance(component, npm.Component) and component.node != nodejs.version
     ]

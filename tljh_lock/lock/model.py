@@ -67,12 +67,25 @@ class Component(Protocol):
 
 
 @dataclass(frozen=True)
+class Problem:
+    """What a proof found wrong: the sentence, and the package (at the version) it is about,
+    where it is about one, for `check --json`."""
+
+    message: str
+    package: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Proof:
     """One claim `check` proves of a component, for all of it (`scope` "") or for one target
     (`scope` "on <target>"): its problems, or when there are none, what was proven."""
 
     scope: str
-    problems: list[str]
+    problems: list[Problem]
     proven: str
 
 

@@ -165,7 +165,7 @@ def resolve(recipe: NpmRecipe, targets: list[Target], client: Client,
     problems = component.problems(targets)
     if problems:
         raise UpstreamError(f"{recipe.where}: the tree npm resolved is not installable: "
-                            + "; ".join(problems))
+                            + "; ".join(map(str, problems)))
     return component
 
 

@@ -63,10 +63,16 @@ as_applied:
   returned: always
   type: bool
 drift:
-  description: What C(verify) found changed since apply.
+  description: What C(verify) found changed since apply, one line each (C(path: message)).
   returned: always
   type: list
   elements: str
+drift_fields:
+  description: The same as C(verify --json) gives it, each with its fields (kind, message,
+    path, component, package, version, expected, actual, repair; those that apply).
+  returned: always
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -81,7 +87,13 @@ def main():
     verify = tool.run("verify", ok_codes=(0, 1))[0]  # 1: drift, reported in the JSON
     module.exit_json(changed=False, current=status["current"],
                      generations=status["generations"], as_applied=verify["ok"],
-                     drift=verify["drift"])
+                     drift=[_line(found) for found in verify["drift"]],
+                     drift_fields=verify["drift"])
+
+
+def _line(found):
+    """verify's own line for people, from its fields."""
+    return "%s: %s" % (found["path"], found["message"]) if found.get("path") else found["message"]
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from tljh_lock.apply import steps as S
 from tljh_lock.apply.actions import npm, system, tljh, unpack, venv
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.observe import MARKER
-from tljh_lock.apply.tree import directory_hash
-from tljh_lock.core.files import swap_link
+from tljh_lock.apply.state import lock_copy
+from tljh_lock.apply.tree import seen
+from tljh_lock.core.files import swap_link, write_atomic
 
 
 def execute(step: S.Step, ctx: Context) -> bool:
@@ -49,6 +50,9 @@ def execute(step: S.Step, ctx: Context) -> bool:
         tljh.render_traefik(step, ctx)
     elif isinstance(step, S.RetireProxyStep):
         tljh.retire_proxy(ctx)
+    elif isinstance(step, S.LockCopyStep):
+        write_atomic(lock_copy(ctx.layout.state_dir, step.number), ctx.lock_bytes,
+                     exclusive=True)
     else:
         raise AssertionError(f"no action for {type(step).__name__}")
     return True
@@ -67,4 +71,4 @@ def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> No
         shutil.rmtree(path, ignore_errors=True)
         raise
     (path / MARKER).write_text(step.key)
-    ctx.trees[step.directory] = directory_hash(path)
+    ctx.trees[step.directory] = seen(path, None)

@@ -1,4 +1,5 @@
-"""What an action works with: the layout, the artifacts, the log and the run's scratch."""
+"""What an action works with: the layout, the artifacts, the log, the run's scratch and the lock
+being applied."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.source import ArtifactSource
+from tljh_lock.apply.tree import Seen
 from tljh_lock.core.errors import TljhLockError
 from tljh_lock.lock.model import Artifact
 
@@ -20,7 +22,8 @@ class Context:
     # The run's temporary files, and the TMPDIR of what it runs: below the state directory
     # (cleared under the apply lock), not a small /tmp. None: this process's temporary dir.
     scratch: Path | None = None
-    trees: dict[str, str] = field(default_factory=dict)  # directories built in this run
+    trees: dict[str, Seen] = field(default_factory=dict)  # directories built in this run
+    lock_bytes: bytes = b""  # the lock being applied, for its kept copy
 
     def artifact(self, artifact: Artifact) -> Path:
         """The verified file of `artifact`."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import conda_spec
-from tljh_lock.lock.model import Artifact, Proof
+from tljh_lock.lock.model import Artifact, Problem, Proof
 
 # tljh-lock arch -> conda subdir
 PLATFORMS = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}
@@ -173,7 +173,7 @@ class Component:
                 f"{len(self.files())} files; specs: {roots}")
 
     def prove(self, targets: list[Target]) -> list[Proof]:
-        return [Proof("", self.problems(targets), self.summary())]
+        return [Proof("", [Problem(p) for p in self.problems(targets)], self.summary())]
 
     def problems(self, targets: list[Target]) -> list[str]:
         """Every platform has one package per name, every spec and every dependency met by

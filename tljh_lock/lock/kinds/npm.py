@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact, Proof
+from tljh_lock.lock.model import Artifact, Problem, Proof
 
 # npm's names for our architectures (`process.arch`), for packages' `cpu` lists.
 NPM_CPU = {"x86_64": "x64", "aarch64": "arm64"}
@@ -294,16 +294,16 @@ class Component:
     def prove(self, targets: list[Target]) -> list[Proof]:
         return [Proof("", self.problems(targets), self.summary())]
 
-    def problems(self, targets: list[Target]) -> list[str]:
+    def problems(self, targets: list[Target]) -> list[Problem]:
         """The tree is closed: from the root, every edge (following Node.js's resolution)
         lands on a package of the right name at the version npm resolved it to, which npm's
         semver checked against the range when the lock was made. Nothing in the tree is
         unreachable, every tarball is the registry's file of its version, and every required
         package installs on every target's arch."""
-        problems: list[str] = []
+        problems: list[Problem] = []
         tree = self.by_path()
         if len(tree) != len(self.packages):
-            problems.append("a node_modules path appears twice")
+            problems.append(Problem("a node_modules path appears twice"))
         reached: set[str] = set()
         pending = [("", self.root_requirements(), dict(self.resolves), self.name)]
         while pending:
@@ -313,12 +313,15 @@ class Component:
                 found = find(tree, from_path, dependency)
                 if found is None:
                     if required or dependency in locked:
-                        problems.append(f"{edge} is not in the tree")
+                        problems.append(Problem(f"{edge} is not in the tree", dependency,
+                                                locked.get(dependency)))
                     continue
                 expected = (aliased_name(dependency, spec), locked.get(dependency))
                 if (found.name, found.version) != expected:
-                    problems.append(f"{edge} finds {found.name} {found.version} at {found.path}, "
-                                    f"not {expected[0]} {expected[1] or '(none locked)'}")
+                    problems.append(Problem(
+                        f"{edge} finds {found.name} {found.version} at {found.path}, not "
+                        f"{expected[0]} {expected[1] or '(none locked)'}", found.name,
+                        found.version))
                 if found.path not in reached:
                     reached.add(found.path)
                     pending.append((found.path, found.requirements(), dict(found.resolves),
@@ -326,15 +329,18 @@ class Component:
         for package in self.packages:
             label = f"{package.name} {package.version} ({package.path})"
             if package.path not in reached:
-                problems.append(f"{label} is not needed by anything")
+                problems.append(Problem(f"{label} is not needed by anything", package.name,
+                                        package.version))
             url = tarball_url(self.registry, package.name, package.version)
             file_name = tarball_file_name(package.name, package.version)
             if (package.tarball.url, package.tarball.name) != (url, file_name):
-                problems.append(f"{label}: tarball {package.tarball.name} at "
-                                f"{package.tarball.url} is not {file_name} at {url}")
+                problems.append(Problem(f"{label}: tarball {package.tarball.name} at "
+                                        f"{package.tarball.url} is not {file_name} at {url}",
+                                        package.name, package.version))
             if not package.optional:
-                problems += [f"{label} does not install on {arch} (os {list(package.os)}, "
-                             f"cpu {list(package.cpu)}, libc {list(package.libc)})"
+                problems += [Problem(f"{label} does not install on {arch} (os "
+                                     f"{list(package.os)}, cpu {list(package.cpu)}, libc "
+                                     f"{list(package.libc)})", package.name, package.version)
                              for arch in sorted({t.arch for t in targets})
                              if not package.installs_on(arch)]
         return problems

@@ -20,7 +20,7 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
-from tljh_lock.lock.model import Artifact, Proof, parse_targets
+from tljh_lock.lock.model import Artifact, Problem, Proof, parse_targets
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class Component:
         )
 
 
-def prove_on(component: Component, target: Target) -> tuple[int, list[str]]:
+def prove_on(component: Component, target: Target) -> tuple[int, list[Problem]]:
     """(packages used, problems) of one target: every requirement reachable from the roots
     (markers evaluated, extras followed) has exactly one pinned version that satisfies it and
     a compatible file; sdist-only packages also have their build requirements so."""
@@ -268,8 +268,10 @@ def prove_on(component: Component, target: Target) -> tuple[int, list[str]]:
     )
     if build_roots:
         _, build_problems = walk(component.build_packages, build_roots, target, "build")
-        problems += [f"building sdists: {p}" for p in build_problems]
-        problems += [f"build requirement {p.name} {p.version} has no wheel for this target"
+        problems += [Problem(f"building sdists: {p}", p.package, p.version)
+                     for p in build_problems]
+        problems += [Problem(f"build requirement {p.name} {p.version} has no wheel for this "
+                             "target", p.name, p.version)
                      for p in component.build_packages if p.applies_to(target)
                      and p.wheel_for(target) is None and any(
                          canonicalize_name(Requirement(r).name) == p.name for r in build_roots)]
@@ -278,12 +280,12 @@ def prove_on(component: Component, target: Target) -> tuple[int, list[str]]:
 
 def walk(
     packages: tuple[Package, ...], roots: list[str], target: Target, label: str
-) -> tuple[list[Package], list[str]]:
+) -> tuple[list[Package], list[Problem]]:
     env = target.marker_environment()
     by_name: dict[NormalizedName, list[Package]] = {}
     for package in packages:
         by_name.setdefault(canonicalize_name(package.name), []).append(package)
-    problems: list[str] = []
+    problems: list[Problem] = []
     used: dict[NormalizedName, Package] = {}
     seen: set[tuple[NormalizedName, frozenset[str]]] = set()
     queue = deque((Requirement(r), label) for r in roots)
@@ -293,24 +295,28 @@ def walk(
         extras = frozenset(canonicalize_name(e) for e in requirement.extras)
         candidates = [p for p in by_name.get(name, []) if p.applies_to(target)]
         if not candidates:
-            problems.append(f"{requirement} (needed by {parent}) has no pinned version")
+            problems.append(Problem(f"{requirement} (needed by {parent}) has no pinned version",
+                                    name))
             continue
         if len(candidates) > 1:
             versions = ", ".join(p.version for p in candidates)
-            problems.append(f"{name} has more than one pinned version here: {versions}")
+            problems.append(Problem(f"{name} has more than one pinned version here: {versions}",
+                                    name))
             continue
         package = candidates[0]
         if not requirement.specifier.contains(package.version, prereleases=True):
-            problems.append(f"{requirement} (needed by {parent}) is not met by the pinned "
-                            f"{package.version}")
+            problems.append(Problem(f"{requirement} (needed by {parent}) is not met by the "
+                                    f"pinned {package.version}", name, package.version))
         if (name, extras) in seen:
             continue
         seen.add((name, extras))
         if name not in used:
             used[name] = package
             if package.install_artifact(target) is None:
-                problems.append(f"{name} {package.version} has no file installable here "
-                                f"(wheels: {', '.join(w.name for w in package.wheels) or 'none'})")
+                problems.append(Problem(
+                    f"{name} {package.version} has no file installable here (wheels: "
+                    f"{', '.join(w.name for w in package.wheels) or 'none'})", name,
+                    package.version))
         for dependency in package.dependencies:
             dep = Requirement(dependency)
             if dep.marker is None or any(

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import ARCHES, Target
-from tljh_lock.lock.model import Artifact, Proof
+from tljh_lock.lock.model import Artifact, Problem, Proof
 
 UPSTREAMS = ("github", "nodejs")
 GITHUB = "https://github.com"
@@ -137,7 +137,7 @@ class Component:
         return sorted(f.artifact for f in self.arch_files if f.arch in arches)
 
     def prove(self, targets: list[Target]) -> list[Proof]:
-        return [Proof("", self.problems(targets), self.summary())]
+        return [Proof("", [Problem(p) for p in self.problems(targets)], self.summary())]
 
     def problems(self, targets: list[Target]) -> list[str]:
         problems = []
