@@ -38,7 +38,9 @@ def verify(client: Client, source: Source, where: str) -> Source:
             f"(from {client.mirrors.to_mirror(source.url)})",
             hint="the archive is not the pinned tree; check the commit and the mirror",
         )
-    name, version, requires, build_requires = declared_metadata(files, source.url)
+    name, version, requires, build_requires = declared_metadata(
+        treehash.subtree(files, source.subdirectory),
+        f"{source.url}:{source.subdirectory}" if source.subdirectory else source.url)
     problems = []
     if name is not None and canonicalize_name(name) != source.name:
         problems.append(f"name is {name!r}, not {source.name!r}")

@@ -34,6 +34,8 @@ class Source:
     tree_hash: str
     requires: tuple[str, ...]
     build_requires: tuple[str, ...]
+    # the project's directory inside the tree (TLJH's plugins live in its integration-tests)
+    subdirectory: str | None = None
 
     @classmethod
     def from_table(cls, table: Table) -> Source:
@@ -43,6 +45,11 @@ class Source:
         tree_hash = table.string("tree-hash")
         if not tree_hash.startswith("h1:"):
             table.fail(f"{tree_hash!r} is not an h1: tree hash", "tree-hash")
+        subdirectory = table.string("subdirectory", optional=True)
+        if subdirectory is not None and any(part in ("", ".", "..")
+                                            for part in subdirectory.split("/")):
+            table.fail(f"{subdirectory!r} is not a relative path inside the tree",
+                       "subdirectory")
         return cls(
             name=str(canonicalize_name(table.file_name("name"))),
             version=table.version("version"),
@@ -51,14 +58,24 @@ class Source:
             tree_hash=tree_hash,
             requires=tuple(table.requirements("requires")),
             build_requires=tuple(table.requirements("build-requires")),
+            subdirectory=subdirectory,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name, "version": self.version, "url": self.url,
             "commit": self.commit, "tree-hash": self.tree_hash,
-            "requires": list(self.requires), "build-requires": list(self.build_requires),
         }
+        if self.subdirectory:
+            data["subdirectory"] = self.subdirectory
+        data["requires"] = list(self.requires)
+        data["build-requires"] = list(self.build_requires)
+        return data
+
+    def build_input(self, archive_sha256: str) -> str:
+        """What names the build of this pin in the store's records and a bundle's manifest:
+        the archive's sha256, with the subdirectory (one archive can hold several projects)."""
+        return f"{archive_sha256}/{self.subdirectory}" if self.subdirectory else archive_sha256
 
 
 @dataclass(frozen=True)
