@@ -24,23 +24,13 @@ log = logging.getLogger(__name__)
 
 def verify(client: Client, source: Source, where: str) -> Source:
     try:
-        data = client.get(source.url, what=f"{where}: source {source.name}").data
+        files = tree(client, source, where)
     except UpstreamError as exc:
         log.warning("%s: source %s not verified (archive unreachable): %s", where, source.name,
                     exc.message)
         return source
-    files = treehash.archive_files(data, source.url)
-    actual = treehash.tree_hash(files.items())
-    if actual != source.tree_hash:
-        raise IntegrityError(
-            f"{where}: source {source.name} at {source.commit}: tree hash mismatch: "
-            f"expected {source.tree_hash}, got {actual} "
-            f"(from {client.mirrors.to_mirror(source.url)})",
-            hint="the archive is not the pinned tree; check the commit and the mirror",
-        )
     name, version, requires, build_requires = declared_metadata(
-        treehash.subtree(files, source.subdirectory),
-        f"{source.url}:{source.subdirectory}" if source.subdirectory else source.url)
+        files, f"{source.url}:{source.subdirectory}" if source.subdirectory else source.url)
     problems = []
     if name is not None and canonicalize_name(name) != source.name:
         problems.append(f"name is {name!r}, not {source.name!r}")
@@ -57,6 +47,22 @@ def verify(client: Client, source: Source, where: str) -> Source:
             hint="copy the package's own lists into the recipe",
         )
     return source
+
+
+def tree(client: Client, source: Source, where: str) -> dict[str, bytes]:
+    """The pinned project's files (below its subdirectory), its archive verified by the
+    tree hash."""
+    data = client.get(source.url, what=f"{where}: source {source.name}").data
+    files = treehash.archive_files(data, source.url)
+    actual = treehash.tree_hash(files.items())
+    if actual != source.tree_hash:
+        raise IntegrityError(
+            f"{where}: source {source.name} at {source.commit}: tree hash mismatch: "
+            f"expected {source.tree_hash}, got {actual} "
+            f"(from {client.mirrors.to_mirror(source.url)})",
+            hint="the archive is not the pinned tree; check the commit and the mirror",
+        )
+    return treehash.subtree(files, source.subdirectory)
 
 
 def _normalized(requirements: tuple[str, ...] | list[str]) -> set[str]:

@@ -21,6 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.model import Artifact, Proof, parse_targets
+from tljh_lock.lock.plugins import Plugin
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class Component:
     build_packages: tuple[Package, ...] = ()
     # Own targets, for an environment whose python is not the system's (the user env).
     targets: tuple[Target, ...] = ()
+    # TLJH plugins among the sources, with their package hooks' answers (lock/plugins.py)
+    plugins: tuple[Plugin, ...] = ()
 
     @classmethod
     def from_table(cls, table: Table) -> Component:
@@ -190,6 +193,7 @@ class Component:
                 Package.from_table(t) for t in table.tables("build-packages", optional=True)
             ),
             targets=tuple(parse_targets(table, "targets", optional=True)),
+            plugins=tuple(Plugin.from_table(t) for t in table.tables("plugins", optional=True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +207,8 @@ class Component:
         data["roots"] = list(self.roots)
         if self.sources:
             data["sources"] = [source.to_dict() for source in self.sources]
+        if self.plugins:
+            data["plugins"] = [plugin.to_dict() for plugin in self.plugins]
         data["packages"] = [package.to_dict() for package in self.packages]
         if self.build_packages:
             data["build-packages"] = [package.to_dict() for package in self.build_packages]
@@ -261,7 +267,8 @@ def prove_on(component: Component, target: Target) -> tuple[int, list[str]]:
     """(packages used, problems) of one target: every requirement reachable from the roots
     (markers evaluated, extras followed) has exactly one pinned version that satisfies it and
     a compatible file; sdist-only packages also have their build requirements so."""
-    roots = [*component.roots, *(r for s in component.sources for r in s.requires)]
+    roots = [*component.roots, *(r for s in component.sources for r in s.requires),
+             *(r for p in component.plugins for r in p.hub_pip)]
     used, problems = walk(component.packages, roots, target, "roots")
     build_roots = sorted(
         {r for p in used if not p.wheels for r in p.build_requires}
