@@ -50,6 +50,7 @@ class Observed:
     tljh_paths: tuple[str, ...]  # what of TLJH's paths is not as TLJH keeps it
     traefik_rendered_by: str | None  # the key of the render of the traefik.toml in place
     proxy_unit: bool  # configurable-http-proxy's unit file is there
+    plugins_done: str | None = None  # the key of the plugins' hooks last run
 
 
 def observe(layout: Layout) -> Observed:
@@ -68,7 +69,15 @@ def observe(layout: Layout) -> Observed:
         tljh_paths=tuple(_tljh_paths(layout)),
         traefik_rendered_by=_rendered_by(layout),
         proxy_unit=layout.path(f"{L.UNIT_DIR}/{tljh.PROXY_UNIT}").exists(),
+        plugins_done=_read(layout, tljh.PLUGINS_RAN),
     )
+
+
+def _read(layout: Layout, path: str) -> str | None:
+    try:
+        return layout.path(path).read_text()
+    except FileNotFoundError:
+        return None
 
 
 def mode(path: Path) -> int | None:
@@ -95,10 +104,7 @@ def _tljh_paths(layout: Layout) -> list[str]:
 
 def _rendered_by(layout: Layout) -> str | None:
     """The key TLJH's render recorded, while the traefik.toml it wrote is there."""
-    try:
-        key = layout.path(tljh.RENDERED_BY).read_text()
-    except FileNotFoundError:
-        return None
+    key = _read(layout, tljh.RENDERED_BY)
     return key if layout.path(tljh.TRAEFIK_CONFIG).exists() else None
 
 

@@ -23,6 +23,7 @@ from tljh_lock.apply.steps import (
     HubBuild,
     LinkStep,
     PathsStep,
+    PluginsStep,
     ProxyBuild,
     RetireProxyStep,
     Step,
@@ -33,6 +34,7 @@ from tljh_lock.apply.steps import (
 )
 from tljh_lock.apply.wheels import BuiltWheels, target_for, wheel_set
 from tljh_lock.core.errors import InputError
+from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
@@ -113,7 +115,9 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
         f"{target.name}" + (f", traefik {traefik[0].version}" if traefik else ""),
         key=hub_key, done=observed.markers.get(dirs["hub"]) == hub_key,
         restarts=(JUPYTERHUB_UNIT, TRAEFIK_UNIT), directory=dirs["hub"],
-        python=interpreter.path, wheels=wheels, traefik=traefik_input)]
+        python=interpreter.path, wheels=wheels, traefik=traefik_input,
+        plugins=hub.plugins, hub_versions=_locked_versions(hub, target) if hub.plugins else (),
+        user_versions=_user_versions(lock, interpreter.arch) if hub.plugins else None)]
     node = _release_file(lock, NODEJS, interpreter.arch)
     if node is not None:
         component, file = node
@@ -129,11 +133,43 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     if USER_ENV in lock.components:
         steps.append(_user_step(lock, observed, built, interpreter.arch, wheels.installer))
     steps += system_steps(observed, dirs)
+    # before the links: a failure leaves the previous generation in use
+    first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
+    if hub.plugins:
+        steps.insert(first_link, _plugins_step(hub, observed, dirs))
     if admins:
-        # before the links: a failure leaves the previous generation in use
-        first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
         steps.insert(first_link, _admins_step(admins, dirs))
     return Plan(lock_sha256, steps, dirs, compared_versions(lock))
+
+
+def _locked_versions(component: pip_lock.Component, target: Target
+                     ) -> tuple[tuple[str, str], ...]:
+    """What the component installs on `target`, name -> version (its source pins too)."""
+    found = {p.name: p.version for p in component.packages if p.applies_to(target)}
+    found.update((s.name, s.version) for s in component.sources)
+    return tuple(sorted(found.items()))
+
+
+def _user_versions(lock: Lock, arch: str) -> tuple[tuple[str, str], ...] | None:
+    component = lock.components.get(USER_ENV)
+    if not isinstance(component, pip_lock.Component):
+        return None
+    targets = [t for t in component.applicable_targets(lock.targets) if t.arch == arch]
+    return _locked_versions(component, targets[0]) if targets else None
+
+
+def _plugins_step(hub: pip_lock.Component, observed: Observed, dirs: dict[str, str]) -> Step:
+    """Keyed by the plugins' pins and answers, not by the hub environment: another lock with
+    the same plugins does not run their hooks on config.yaml again."""
+    pins = sorted(f"{s.name} {s.commit} {s.tree_hash} {s.subdirectory or ''}"
+                  for s in hub.sources if s.name in {p.name for p in hub.plugins})
+    key = hash_of("tljh-plugins", *pins, *(repr(p.to_dict()) for p in hub.plugins))
+    return PluginsStep(
+        id="tljh-plugins", summary=f"TLJH plugins {', '.join(p.name for p in hub.plugins)}: "
+        f"tljh_config_post_install on {tljh.CONFIG_FILE}, then tljh_post_install (from "
+        f"{L.PREFIX}/{dirs['hub']})", key=key, done=observed.plugins_done == key,
+        restarts=(JUPYTERHUB_UNIT,), plugins=hub.plugins,
+        python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")
 
 
 def _admins_step(admins: tuple[Admin, ...], dirs: dict[str, str]) -> Step:
