@@ -59,3 +59,14 @@ def test_unacknowledged_apt_packages_are_refused_by_name(tljh, tmp_path: Path  #
         result.err)
     assert 'unlocked-apt = ["sl"]' in result.err
     assert not lock.exists()
+
+
+def test_user_pip_packages_no_recipe_takes_are_refused(tljh, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                       ) -> None:
+    directory = recipes(tmp_path)
+    user = tomllib.loads((directory / "user-env.toml").read_text())
+    del user["plugins-from"]
+    (directory / "user-env.toml").write_text(tomli_w.dumps(user))
+    result = update(tljh, directory, tmp_path / "tljh.lock.toml")
+    assert result.code == 3
+    assert "plugins ask for user pip packages (simplejson) and no recipe takes them" in result.err
