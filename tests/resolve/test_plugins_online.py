@@ -4,11 +4,11 @@ user environment, apt and conda refused by name until the recipe acknowledges th
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+import tomllib
 
 from tests.e2e import real_bundle
 from tljh_lock.lock import file as lockfile
