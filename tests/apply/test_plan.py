@@ -13,7 +13,13 @@ from packaging.utils import parse_wheel_filename
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import render
 from tljh_lock.apply.observe import Interpreter, Observed
-from tljh_lock.apply.plan import Plan, check_applicable, downgrade_reasons, plan
+from tljh_lock.apply.plan import (
+    JUPYTERHUB_UNIT,
+    Plan,
+    check_applicable,
+    downgrade_reasons,
+    plan,
+)
 from tljh_lock.apply.source import ArtifactSource
 from tljh_lock.apply.state import Generation, State
 from tljh_lock.apply.steps import (
@@ -21,6 +27,7 @@ from tljh_lock.apply.steps import (
     FileStep,
     GroupStep,
     HubBuild,
+    PluginsStep,
     ProxyBuild,
     RetireProxyStep,
     TraefikConfigStep,
@@ -31,6 +38,7 @@ from tljh_lock.core.errors import InputError, TljhLockError
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import npm, pip, release
 from tljh_lock.lock.model import Artifact, Lock
+from tljh_lock.lock.plugins import Plugin
 
 TARGET = Target("debian-12-x86_64", "3.11.2", "2.36", "x86_64")
 USER_TARGET = Target("miniforge-x86_64", "3.12.7", "2.17", "x86_64")
@@ -268,6 +276,54 @@ def test_sdists_and_source_pins_install_the_wheels_built_from_them() -> None:
     step = planned.steps[0]
     assert isinstance(step, HubBuild) and step.wheels is not None
     assert (built.name, built) in step.wheels.wheels
+
+
+TLJH_PIN = pip.Source("the-littlest-jupyterhub", "2.0.0", "https://example.org/tljh.tar.gz",
+                      "a" * 40, "h1:x", (), ())
+PLUGIN_PIN = dataclasses.replace(TLJH_PIN, name="tljh-simplest", version="0.0.0",
+                                 subdirectory="integration-tests/plugins/simplest")
+SIMPLEST = Plugin("tljh-simplest", ("there",), ("simplejson",), apt=("sl",))
+
+
+def plugin_lock(hub_packages: tuple[pip.Package, ...] = ()) -> tuple[Lock, ArtifactSource]:
+    """A hub with TLJH and its test plugin, two pins of one archive, each with its wheel."""
+    hub = pip_component("hub.toml", wheel_package("pip", "24.3.1"),
+                        wheel_package("there", "0.0.12"), *hub_packages)
+    hub = dataclasses.replace(hub, sources=(TLJH_PIN, PLUGIN_PIN), plugins=(SIMPLEST,))
+    user = pip_component("user-env.toml", wheel_package("simplejson", "4.3.0"),
+                         targets=(USER_TARGET,))
+    built = {TLJH_PIN.build_input("ee" * 32): artifact("the_littlest_jupyterhub-2.0.0-py3-none"
+                                                        "-any.whl", ""),
+             PLUGIN_PIN.build_input("ee" * 32): artifact("tljh_simplest-0.0.0-py3-none-any.whl",
+                                                          "")}
+    sources = {f"{pin.name}-{pin.commit}": "ee" * 32 for pin in (TLJH_PIN, PLUGIN_PIN)}
+    return full_lock(hub=hub, **{"user-env": user}), ArtifactSource(None, built, sources)
+
+
+def test_plugins_are_checked_in_the_hub_and_their_hooks_run_once_before_the_links() -> None:
+    lock, built = plugin_lock()
+    planned = plan(lock, "0" * 64, FRESH, PYTHON, built)
+    hub = planned.steps[0]
+    assert isinstance(hub, HubBuild) and hub.wheels is not None
+    assert {name for name, _ in hub.wheels.wheels} >= {
+        "the_littlest_jupyterhub-2.0.0-py3-none-any.whl", "tljh_simplest-0.0.0-py3-none-any.whl"}
+    assert hub.plugins == (SIMPLEST,)
+    assert dict(hub.hub_versions)["there"] == "0.0.12"
+    assert dict(hub.user_versions or ())["simplejson"] == "4.3.0"
+    ids = [step.id for step in planned.steps]
+    assert ids.index("tljh-traefik") < ids.index("tljh-plugins") < ids.index(
+        "link:/opt/tljh/hub")
+    (hooks,) = (s for s in planned.steps if isinstance(s, PluginsStep))
+    assert hooks.python == f"/opt/tljh/{planned.dirs['hub']}/bin/python3"
+    assert JUPYTERHUB_UNIT in hooks.restarts
+    # done once they ran, whatever the hub environment: a new hub does not run them again
+    ran = dataclasses.replace(FRESH, plugins_done=hooks.key)
+    other_hub, _ = plugin_lock((wheel_package("requests", "2.32.3"),))
+    again = plan(other_hub, "0" * 64, ran, PYTHON, built)
+    assert again.dirs["hub"] != planned.dirs["hub"]
+    assert next(s for s in again.steps if s.id == "tljh-plugins").done
+    without = plan(full_lock(), "0" * 64, FRESH, PYTHON, NOTHING_BUILT)
+    assert "tljh-plugins" not in [s.id for s in without.steps]
 
 
 @pytest.mark.parametrize(("changes", "message"), [

@@ -40,6 +40,7 @@ NODE_VERSION = "22.13.1"  # the oldest with both arches on npm's node-linux-* (s
 CACHE = Path("/var/cache/tljh-lock-e2e/real-binaries")
 TLJH_REPO = "jupyterhub/the-littlest-jupyterhub"
 TLJH_ARCHIVES = f"https://github.com/{TLJH_REPO}/archive/"
+SIMPLEST = "integration-tests/plugins/simplest"
 # The two TLJH trees of shared/upstream-facts/tljh.toml: the release the committed lock pins,
 # and the default branch of 2026-04-01.
 COMMITS = {"old": "a47a171850afc22d46f3b5b5bb0d09f2fae0937f",
@@ -82,17 +83,33 @@ def _tljh_source(label: str) -> dict[str, Any]:
             "requires": requires, "build-requires": build_requires}
 
 
+def simplest_plugin(label: str) -> dict[str, Any]:
+    """TLJH's test plugin (`--plugin integration-tests/plugins/simplest` in its CI) as a
+    [[plugins]] table: its tree is TLJH's, at the same commit. What the lock cannot install
+    is acknowledged: `sl` (apt) and the conda packages (the user environment is a pip set)."""
+    pin = {**_tljh_source(label), "subdirectory": SIMPLEST}
+    files = treehash.subtree(tljh_tree(label), SIMPLEST)
+    name, version, requires, build_requires = declared_metadata(files, SIMPLEST)
+    assert name and requires is not None, label
+    # setup.py declares no version: setuptools' default
+    return {**pin, "name": name, "version": version or "0.0.0", "requires": requires,
+            "build-requires": build_requires, "unlocked-apt": ["sl"],
+            "unlocked-conda": ["tqdm", "csvtk"]}
+
+
 def _recipes(directory: Path, label: str, proxy: bool) -> Path:
     directory.mkdir(parents=True)
     target = {"name": f"debian-12-{ARCH}", "python": "3.11.2", "glibc": "2.36", "arch": ARCH}
     (directory / "targets.toml").write_text(tomli_w.dumps({"targets": [target]}))
     hub = tomllib.loads((REPO / "recipes" / "hub.toml").read_text())
     hub["sources"] = [_tljh_source(label)]
+    hub["plugins"] = [simplest_plugin(label)]
     (directory / "hub.toml").write_text(tomli_w.dumps(hub))
     # TLJH's user set, with the pip TLJH's installer makes sure of, for the stand-in
-    # installer's python (the system's)
+    # installer's python (the system's), and what the plugin asks for
     user = tomllib.loads((REPO / "recipes" / "user-env.toml").read_text())
     user["requirements"] = [*user["requirements"], "pip"]
+    user["plugins-from"] = "hub"
     user["targets"] = [{**target, "name": f"miniforge-{ARCH}"}]
     (directory / "user-env.toml").write_text(tomli_w.dumps(user))
     for name in ("traefik", "miniforge", *(["nodejs"] if proxy else [])):

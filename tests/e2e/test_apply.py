@@ -110,8 +110,9 @@ def test_apply_on_a_booted_debian(e2e_rootfs: Path, e2e_workdir: Path,
 
         upgraded = json.loads(apply(m, "new", "--json").stdout)
         assert upgraded["generation"] == 2
-        # only what changed, and traefik's configuration rendered by the new TLJH
-        assert upgraded["ran"] == ["hub", "tljh-traefik", "link:/opt/tljh/hub"]
+        # only what changed, and traefik's configuration rendered by the new TLJH; the
+        # simplest plugin is pinned to the new tree too, and its hooks run again
+        assert upgraded["ran"] == ["hub", "tljh-traefik", "tljh-plugins", "link:/opt/tljh/hub"]
         wait_for_hub(m)
         assert "Version: 2.0.1.dev0\n" in m.run(["/opt/tljh/hub/bin/python3", "-m", "pip", "show",
                                                 "the-littlest-jupyterhub"]).stdout

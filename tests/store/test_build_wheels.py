@@ -71,7 +71,8 @@ def test_unfetched_source_is_an_error(built: dict[str, Any]) -> None:
 
 def test_compiled_wheel_for_another_platform_is_refused() -> None:
     targets = (Target("debian-12-aarch64", "3.11.2", "2.36", "aarch64"),)
-    item = build_wheels._Input("fast-1.0.tar.gz", "0" * 64, False, ("fast", "1.0"), targets)
+    item = build_wheels._Input("fast-1.0.tar.gz", "0" * 64, False, "0" * 64, None,
+                                ("fast", "1.0"), targets)
     compiled = Artifact("fast-1.0-cp311-cp311-linux_x86_64.whl", "", 1, "1" * 64)
     with pytest.raises(TljhLockError, match="does not install on debian-12-aarch64"):
         build_wheels._check_installable(item, compiled)

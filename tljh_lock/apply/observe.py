@@ -63,6 +63,7 @@ class Observed:
     lock_copy: str | None = None  # sha256 of the current generation's kept lock; None: missing
     # marked built directories -> their trees now: only those `with_trees` was asked for
     trees: dict[str, Seen] = field(default_factory=dict)
+    plugins_done: str | None = None  # the key of the plugins' hooks last run
 
 
 def observe(layout: Layout) -> Observed:
@@ -86,6 +87,7 @@ def observe(layout: Layout) -> Observed:
         proxy_unit=layout.path(f"{L.UNIT_DIR}/{tljh.PROXY_UNIT}").exists(),
         installed={"user": installed(layout.path(L.USER))},
         lock_copy=_lock_copy(layout, state),
+        plugins_done=_read(layout, tljh.PLUGINS_RAN),
     )
 
 
@@ -130,6 +132,13 @@ def _lock_copy(layout: Layout, state: S.State) -> str | None:
         return None
 
 
+def _read(layout: Layout, path: str) -> str | None:
+    try:
+        return layout.path(path).read_text()
+    except FileNotFoundError:
+        return None
+
+
 def mode(path: Path) -> int | None:
     try:
         return path.lstat().st_mode & 0o7777
@@ -154,10 +163,7 @@ def _tljh_paths(layout: Layout) -> list[str]:
 
 def _rendered_by(layout: Layout) -> str | None:
     """The key TLJH's render recorded, while the traefik.toml it wrote is there."""
-    try:
-        key = layout.path(tljh.RENDERED_BY).read_text()
-    except FileNotFoundError:
-        return None
+    key = _read(layout, tljh.RENDERED_BY)
     return key if layout.path(tljh.TRAEFIK_CONFIG).exists() else None
 
 

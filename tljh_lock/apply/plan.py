@@ -32,6 +32,7 @@ from tljh_lock.apply.steps import (
     LinkStep,
     LockCopyStep,
     PathsStep,
+    PluginsStep,
     ProxyBuild,
     RetireProxyStep,
     Step,
@@ -130,7 +131,9 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
         + _rebuilt(changed, hub_done),
         key=hub_key, done=hub_done,
         restarts=(JUPYTERHUB_UNIT, TRAEFIK_UNIT), directory=dirs["hub"],
-        python=interpreter.path, wheels=wheels, traefik=traefik_input)]
+        python=interpreter.path, wheels=wheels, traefik=traefik_input,
+        plugins=hub.plugins, hub_versions=_locked_versions(hub, target) if hub.plugins else (),
+        user_versions=_user_versions(lock, interpreter.arch) if hub.plugins else None)]
     node = _release_file(lock, NODEJS, interpreter.arch)
     if node is not None:
         component, file = node
@@ -154,9 +157,11 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
             id="lock-copy", summary=f"{copy}: the kept copy of generation {current.number}'s "
             "lock, missing or changed", key=hash_of("lock-copy", lock_sha256), done=False,
             number=current.number))
+    # before the links: a failure leaves the previous generation in use
+    first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
+    if hub.plugins:
+        steps.insert(first_link, _plugins_step(hub, observed, dirs))
     if admins:
-        # before the links: a failure leaves the previous generation in use
-        first_link = next(i for i, step in enumerate(steps) if isinstance(step, LinkStep))
         steps.insert(first_link, _admins_step(admins, dirs))
     return Plan(lock_sha256, steps, dirs, compared_versions(lock), refusals)
 
@@ -215,6 +220,33 @@ def _unlocked_refusal(observed: Observed, name: str, expected: dict[str, str]) -
     return (f"{L.PREFIX}/{name} holds {', '.join(f'{d} {v}' for d, v in extra.items())}, which "
             "the lock does not (a pip install into the hub environment?); rebuilding it from "
             "the lock would leave them out")
+
+
+def _locked_versions(component: pip_lock.Component, target: Target
+                     ) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(locked(component, target).items()))
+
+
+def _user_versions(lock: Lock, arch: str) -> tuple[tuple[str, str], ...] | None:
+    component = lock.components.get(USER_ENV)
+    if not isinstance(component, pip_lock.Component):
+        return None
+    targets = [t for t in component.applicable_targets(lock.targets) if t.arch == arch]
+    return _locked_versions(component, targets[0]) if targets else None
+
+
+def _plugins_step(hub: pip_lock.Component, observed: Observed, dirs: dict[str, str]) -> Step:
+    """Keyed by the plugins' pins and answers, not by the hub environment: another lock with
+    the same plugins does not run their hooks on config.yaml again."""
+    pins = sorted(f"{s.name} {s.commit} {s.tree_hash} {s.subdirectory or ''}"
+                  for s in hub.sources if s.name in {p.name for p in hub.plugins})
+    key = hash_of("tljh-plugins", *pins, *(repr(p.to_dict()) for p in hub.plugins))
+    return PluginsStep(
+        id="tljh-plugins", summary=f"TLJH plugins {', '.join(p.name for p in hub.plugins)}: "
+        f"tljh_config_post_install on {tljh.CONFIG_FILE}, then tljh_post_install (from "
+        f"{L.PREFIX}/{dirs['hub']})", key=key, done=observed.plugins_done == key,
+        restarts=(JUPYTERHUB_UNIT,), plugins=hub.plugins,
+        python=f"{L.PREFIX}/{dirs['hub']}/bin/python3")
 
 
 def _admins_step(admins: tuple[Admin, ...], dirs: dict[str, str]) -> Step:

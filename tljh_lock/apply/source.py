@@ -22,7 +22,7 @@ class ArtifactSource:
     def __init__(self, directory: Path | None, built: dict[str, Artifact] | None = None,
                  sources: dict[str, str] | None = None) -> None:
         self._directory = directory  # holds sha256/<hex>; None until a bundle is unpacked
-        # input sha256 (an sdist's, or a source pin's archive's) -> the wheel built from it
+        # input (an sdist's sha256, or a source pin's `build_input`) -> the wheel built from it
         self.built = dict(built or {})
         self.sources = dict(sources or {})  # "<name>-<commit>" -> sha256 of the pin's archive
         self._verified: set[str] = set()
@@ -84,7 +84,7 @@ class ArtifactSource:
         if archive is None:
             raise TljhLockError(f"{what}: the archive of {pin.name} at {pin.commit} is not at "
                                 "hand", hint="fetch it first, or apply from a bundle")
-        return self.built_wheel(archive, what)
+        return self.built_wheel(pin.build_input(archive), what)
 
     def close(self) -> None:
         """Remove what was unpacked for this run."""

@@ -11,6 +11,7 @@ from tljh_lock.apply.render import RenderedFile
 from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.model import Artifact
+from tljh_lock.lock.plugins import Plugin
 
 
 @dataclass
@@ -39,6 +40,11 @@ class HubBuild(BuildStep):
     python: str = ""
     wheels: WheelSet | None = None
     traefik: tuple[Artifact, str] | None = None  # release tarball, the binary inside
+    # TLJH plugins: the built environment's are asked what they want, and refused what the
+    # locked sets (name -> version; the user's None without a user environment) lack
+    plugins: tuple[Plugin, ...] = ()
+    hub_versions: tuple[tuple[str, str], ...] = ()
+    user_versions: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -128,3 +134,13 @@ class LockCopyStep(Step):
     it), written again when it is missing or not that lock."""
 
     number: int = 0
+
+
+@dataclass
+class PluginsStep(Step):
+    """The TLJH plugins' hooks that act on the server, run from the hub environment as TLJH's
+    installer runs them: tljh_config_post_install on config.yaml, then tljh_post_install.
+    Done once per set of plugins: a re-apply does not undo what an admin changed since."""
+
+    plugins: tuple[Plugin, ...] = ()
+    python: str = ""  # below --root

@@ -35,6 +35,8 @@ API_SECRET = f"{L.STATE}/traefik-api.secret"
 # which hub environment's TLJH rendered traefik's configuration (the step's key)
 RENDERED_BY = f"{L.STATE}/tljh-lock-traefik.key"
 PROXY_UNIT = "configurable-http-proxy.service"
+# which plugins' hooks ran last (the step's key)
+PLUGINS_RAN = f"{L.STATE}/tljh-lock-plugins.key"
 
 # TLJH's modes (its installer, bootstrap and tljh.traefik)
 DIRECTORIES = {L.STATE: 0o700, L.CONFIG: 0o700, f"{L.CONFIG}/jupyterhub_config.d": 0o700,
@@ -86,4 +88,40 @@ with dbm.open(os.path.join(STATE_DIR, "passwords.dbm"), "c", 0o600) as db:
             db[admin["name"]] = bcrypt.hashpw(secret, bcrypt.gensalt())
             passwords.append(admin["name"])
 print(json.dumps({"added": added, "passwords": passwords}))
+"""
+
+# run with the hub environment's python, in apply's working directory (TLJH's installer runs
+# its hooks in its own; TLJH's test plugin writes there): the plugins' hooks that act on the
+# server, as TLJH's installer runs them. tljh_config_post_install changes config.yaml as
+# tljh.installer.ensure_config_yaml does (under TLJH's config lock; the file is written only
+# when a hook changed it, and keeps its mode), then tljh_post_install runs.
+PLUGIN_HOOKS = """\
+import io, json, os
+from tljh.config import CONFIG_FILE, config_file_lock
+from tljh.utils import get_plugin_manager
+from tljh.yaml import yaml
+
+os.umask(0o077)
+pm = get_plugin_manager()
+
+
+def dumped(config):
+    out = io.StringIO()
+    yaml.dump(config, out)
+    return out.getvalue()
+
+
+with config_file_lock(CONFIG_FILE):
+    config = {}
+    if os.path.exists(CONFIG_FILE):
+        with open(CONFIG_FILE) as f:
+            config = yaml.load(f) or {}
+    before = dumped(config)
+    pm.hook.tljh_config_post_install(config=config)
+    changed = dumped(config) != before
+    if changed:
+        with open(CONFIG_FILE, "w") as f:
+            yaml.dump(config, f)
+pm.hook.tljh_post_install()
+print(json.dumps({"config": changed}))
 """

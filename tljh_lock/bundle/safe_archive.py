@@ -58,7 +58,7 @@ class Manifest:
     lock: Entry
     tool_version: str
     members: dict[str, Entry]  # every member but the manifest itself, by name
-    built: dict[str, Entry] = field(default_factory=dict)  # source sha256 -> wheel
+    built: dict[str, Entry] = field(default_factory=dict)  # build input -> wheel
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name-commit -> record
 
     def to_dict(self) -> dict[str, Any]:

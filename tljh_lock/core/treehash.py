@@ -46,3 +46,12 @@ def archive_files(data: bytes, source: str) -> dict[str, bytes]:
     if len(top) != 1:
         raise InputError(f"{source}: expected one top-level directory, found {sorted(top)}")
     return files
+
+
+def subtree(files: dict[str, bytes], subdirectory: str | None) -> dict[str, bytes]:
+    """The files below `subdirectory` of a tree (archive_files'), relative to it; all of them
+    when it is None."""
+    if not subdirectory:
+        return files
+    prefix = subdirectory + "/"
+    return {rel[len(prefix):]: data for rel, data in files.items() if rel.startswith(prefix)}

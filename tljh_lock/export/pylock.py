@@ -42,10 +42,12 @@ def _source_entry(source: pip_lock.Source, where: str, mirrors: MirrorMap) -> di
                          "which PEP 751 needs",
                          hint="run `tljh-lock update` where the archive is reachable: it "
                               "records it")
+    archive: dict[str, Any] = {**_location(source.url, mirrors), "size": source.archive_size,
+                               "hashes": {"sha256": source.archive_sha256}}
+    if source.subdirectory:
+        archive["subdirectory"] = source.subdirectory
     # the version is kept: `update` proved it is the one the tree declares
-    return {"name": source.name, "version": source.version,
-            "archive": {**_location(source.url, mirrors), "size": source.archive_size,
-                        "hashes": {"sha256": source.archive_sha256}}}
+    return {"name": source.name, "version": source.version, "archive": archive}
 
 
 def to_pylock(lock: Lock, component_name: str, mirrors: MirrorMap) -> dict[str, Any]:

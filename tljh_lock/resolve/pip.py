@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from packaging.markers import Marker
+from packaging.markers import Marker, default_environment
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -24,12 +24,16 @@ from tqdm import tqdm
 
 from tljh_lock.core import runner
 from tljh_lock.core.errors import InputError, TljhLockError, UpstreamError
+from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import model
 from tljh_lock.lock.kinds.pip import Component, Package, Source
 from tljh_lock.lock.model import parse_targets
+from tljh_lock.lock.plugins import Plugin
 from tljh_lock.lock.recipes import Recipe, SameVersion
+from tljh_lock.resolve import plugins as plugins_mod
 from tljh_lock.resolve import source_pin
+from tljh_lock.resolve.plugins import PluginRecipe
 from tljh_lock.upstream import pypi as pypi_index
 from tljh_lock.upstream.http import Client
 
@@ -46,19 +50,19 @@ class PipRecipe:
     index: str
     sources: tuple[Source, ...]
     targets: tuple[Target, ...]
+    plugins: tuple[PluginRecipe, ...] = ()
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> PipRecipe:
         table = recipe.table
         sources = []
         for item in table.tables("sources", optional=True):
-            for key in ("archive-sha256", "archive-size"):
-                if key in item.data:
-                    item.fail("is what `tljh-lock update` records from the archive; a recipe "
-                              "leaves it out", key)
-            item.data.setdefault("requires", [])
-            item.data.setdefault("build-requires", list(pypi_index.LEGACY_BUILD_REQUIRES))
+            _source_defaults(item)
             sources.append(Source.from_table(item))
+        plugins = []
+        for item in table.tables("plugins", optional=True):
+            _source_defaults(item)
+            plugins.append(PluginRecipe.from_table(item))
         return cls(
             name=recipe.name,
             file=recipe.file,
@@ -68,7 +72,17 @@ class PipRecipe:
             constraints=tuple(table.requirements("constraints", optional=True)),
             sources=tuple(sources),
             targets=tuple(parse_targets(table, "targets", optional=True)),
+            plugins=tuple(plugins),
         )
+
+
+def _source_defaults(item: Table) -> None:
+    for key in ("archive-sha256", "archive-size"):
+        if key in item.data:
+            item.fail("is what `tljh-lock update` records from the archive; a recipe "
+                      "leaves it out", key)
+    item.data.setdefault("requires", [])
+    item.data.setdefault("build-requires", list(pypi_index.LEGACY_BUILD_REQUIRES))
 
 
 @dataclass(frozen=True)
@@ -90,10 +104,18 @@ def resolve(
     recorded = {source.name: source for source in previous.sources} if previous else {}
     sources = tuple(source_pin.verify(client, source, f"recipes/{recipe.file}",
                                       recorded.get(source.name))
-                    for source in recipe.sources)
+                    for source in (*recipe.sources, *(p.source for p in recipe.plugins)))
     roots = list(recipe.requirements) + [r for s in sources for r in s.requires]
     old = [p for p in previous.packages if p.name not in upgrade] if previous else []
     pins = compile_pins(recipe, roots, recipe.constraints, targets, client, old, "resolution")
+    plugins: tuple[Plugin, ...] = ()
+    if recipe.plugins:
+        plugins = _ask_plugins(recipe, sources, pins, targets, client)
+        wanted = [r for plugin in plugins for r in plugin.hub_pip]
+        if wanted:
+            first = [Package(p.name, p.version, p.marker) for p in pins]
+            pins = compile_pins(recipe, roots + wanted, recipe.constraints, targets, client,
+                                first, "resolution with the plugins' hub packages")
     packages = collect(recipe, pins, targets, client)
     build_roots = sorted(
         {r for p in packages if not p.wheels for r in p.build_requires}
@@ -122,7 +144,24 @@ def resolve(
         packages=tuple(packages),
         build_packages=tuple(build_packages),
         targets=recipe.targets,
+        plugins=plugins,
     )
+
+
+def _ask_plugins(recipe: PipRecipe, sources: tuple[Source, ...], pins: list[Pin],
+                 targets: list[Target], client: Client) -> tuple[Plugin, ...]:
+    """The plugins' package hooks, asked with the pinned pluggy and TLJH (resolve/plugins)."""
+    where = f"recipes/{recipe.file}"
+    here = {key: str(value) for key, value in default_environment().items()}
+    pluggy = [p for p in pins if p.name == "pluggy"
+              and (p.marker is None or Marker(p.marker).evaluate(here))]
+    if len(pluggy) != 1:
+        raise InputError(f"{where}: plugins need TLJH and pluggy in the hub set",
+                         hint="add TLJH's source pin (its requires hold pluggy)")
+    package = collect_one(recipe, pluggy[0], targets, client)
+    trees = [source_pin.tree(client, source, where) for source in sources]
+    answers = plugins_mod.ask(uv_binary(), client, recipe.index, trees, package)
+    return plugins_mod.checked(recipe.file, recipe.plugins, answers)
 
 
 def uv_binary() -> str:
@@ -255,6 +294,18 @@ def resolve_recipe(recipe: Recipe, targets: list[Target], client: Client,
                    resolved: Mapping[str, model.Component]) -> Component:
     own = previous if isinstance(previous, Component) else None
     pip_recipe = PipRecipe.from_recipe(recipe)
+    helped = recipe.table.string("plugins-from", optional=True)
+    if helped is not None:
+        # the user pip packages that the plugins of that component's recipe asked for
+        if helped not in recipe.after:
+            recipe.table.fail(f"takes the plugins of {helped!r}: list it in `after`",
+                              "plugins-from")
+        other = resolved.get(helped)
+        if not isinstance(other, Component):
+            recipe.table.fail(f"{helped!r} is not a pip component", "plugins-from")
+        assert isinstance(other, Component)
+        wanted = [r for plugin in other.plugins for r in plugin.user_pip]
+        pip_recipe = replace(pip_recipe, requirements=(*pip_recipe.requirements, *wanted))
     rule = SameVersion.from_recipe(recipe)
     if rule:
         pins = rule.pins(resolved, f"recipes/{recipe.file}")

@@ -37,16 +37,9 @@ def verify(client: Client, source: Source, where: str, previous: Source | None =
                     exc.message, "" if kept and kept.archive_sha256 else
                     "; without its archive's sha256, `export --format pylock` cannot name it")
         return kept or source
-    files = treehash.archive_files(data, source.url)
-    actual = treehash.tree_hash(files.items())
-    if actual != source.tree_hash:
-        raise IntegrityError(
-            f"{where}: source {source.name} at {source.commit}: tree hash mismatch: "
-            f"expected {source.tree_hash}, got {actual} "
-            f"(from {client.mirrors.to_mirror(source.url)})",
-            hint="the archive is not the pinned tree; check the commit and the mirror",
-        )
-    name, version, requires, build_requires = declared_metadata(files, source.url)
+    files = _checked_tree(client, source, where, data)
+    name, version, requires, build_requires = declared_metadata(
+        files, f"{source.url}:{source.subdirectory}" if source.subdirectory else source.url)
     problems = []
     if name is not None and canonicalize_name(name) != source.name:
         problems.append(f"name is {name!r}, not {source.name!r}")
@@ -69,6 +62,26 @@ def verify(client: Client, source: Source, where: str, previous: Source | None =
 def _unrecorded(source: Source) -> Source:
     """The pin as a recipe states it: without what `update` records from the archive."""
     return dataclasses.replace(source, archive_sha256=None, archive_size=None)
+
+
+def tree(client: Client, source: Source, where: str) -> dict[str, bytes]:
+    """The pinned project's files (below its subdirectory), its archive verified by the
+    tree hash."""
+    data = client.get(source.url, what=f"{where}: source {source.name}").data
+    return _checked_tree(client, source, where, data)
+
+
+def _checked_tree(client: Client, source: Source, where: str, data: bytes) -> dict[str, bytes]:
+    files = treehash.archive_files(data, source.url)
+    actual = treehash.tree_hash(files.items())
+    if actual != source.tree_hash:
+        raise IntegrityError(
+            f"{where}: source {source.name} at {source.commit}: tree hash mismatch: "
+            f"expected {source.tree_hash}, got {actual} "
+            f"(from {client.mirrors.to_mirror(source.url)})",
+            hint="the archive is not the pinned tree; check the commit and the mirror",
+        )
+    return treehash.subtree(files, source.subdirectory)
 
 
 def _normalized(requirements: tuple[str, ...] | list[str]) -> set[str]:

@@ -11,6 +11,7 @@ from tljh_lock.core.errors import InputError, UsageError
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import file as lockfile
 from tljh_lock.lock import recipes as recipes_mod
+from tljh_lock.lock.kinds.pip import Component as PipComponent
 from tljh_lock.lock.model import Component, Lock
 from tljh_lock.lock.recipes import Recipe
 from tljh_lock.resolve import conda, npm, pip, release, write
@@ -75,9 +76,27 @@ def update(recipe_dir: Path, lock_path: Path, client: Client, upgrade: Iterable[
                                              None if name in wanted else old,
                                              wanted - {name}, components)
         resolved.append(name)
+    _check_user_pip_taken(recipe_set.recipes, components)
     lock = Lock(recipe_set.targets, recipe_set.targets_hash, components)
     write.write(lock_path, lock)
     return lock, resolved
+
+
+def _check_user_pip_taken(recipes: Mapping[str, Recipe],
+                          components: Mapping[str, Component]) -> None:
+    """A plugin's user pip packages are locked by the recipe that takes them (`plugins-from`):
+    with none, the lock would lack them and apply would refuse the plugin."""
+    for name, component in sorted(components.items()):
+        if not isinstance(component, PipComponent):
+            continue
+        asked = [r for p in component.plugins for r in p.user_pip]
+        if asked and not any(r.table.data.get("plugins-from") == name
+                             for r in recipes.values()):
+            raise InputError(
+                f"recipes/{recipes[name].file}: plugins ask for user pip packages "
+                f"({', '.join(asked)}) and no recipe takes them",
+                hint=f'add plugins-from = "{name}" (and "{name}" in `after`) to the user '
+                     "environment's recipe")
 
 
 def resolution_order(recipes: dict[str, Recipe]) -> list[str]:

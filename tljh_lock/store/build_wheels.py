@@ -45,7 +45,7 @@ class Built:
     """One input built into one wheel."""
 
     source_name: str  # the sdist's file name, or "<name>-<commit>" for a source pin
-    source_sha256: str
+    source_sha256: str  # the input's key (`_Input.key`)
     wheel: Artifact  # url is empty: a built wheel has no upstream
 
     @property
@@ -59,6 +59,8 @@ class _Input:
     name: str
     sha256: str
     is_tree: bool  # a source-pin archive (a tree to build) rather than an sdist
+    key: str  # names the build: the sha256, or a source pin's `build_input`
+    subdirectory: str | None  # of a tree: where the project is
     project: tuple[str, str]  # (normalized name, version) the built wheel must carry
     targets: tuple[Target, ...]  # where the wheel must install
 
@@ -79,12 +81,14 @@ def _inputs(component: pip_lock.Component, targets: list[Target], arch: str | No
         if package.wheels or not package.sdist or not where:
             continue
         sdist = package.sdist
-        found[sdist.sha256] = _Input(sdist.name, sdist.sha256, False,
+        found[sdist.sha256] = _Input(sdist.name, sdist.sha256, False, sdist.sha256, None,
                                      (package.name, _normalized(package.version)), where)
     for source in component.sources:
         record = sources[(source.name, source.commit)]
-        found[record.sha256] = _Input(f"{source.name}-{source.commit}", record.sha256, True,
-                                      (source.name, _normalized(source.version)), tuple(chosen))
+        key = source.build_input(record.sha256)
+        found[key] = _Input(f"{source.name}-{source.commit}", record.sha256, True, key,
+                            source.subdirectory, (source.name, _normalized(source.version)),
+                            tuple(chosen))
     return sorted(found.values(), key=lambda i: i.name)
 
 
@@ -156,36 +160,36 @@ class _Builder:
     def _key(self, item: _Input) -> str:
         # Same input, same build packages, same python minor: same wheel. The cache makes
         # repeated bundles fast; it is keyed by everything the build depends on.
-        inputs = {"input": item.sha256, "python": "{}.{}".format(*self.target.python_minor),
+        inputs = {"input": item.key, "python": "{}.{}".format(*self.target.python_minor),
                   "build": sorted(a.sha256 for a in self.requirements),
                   "epoch": SOURCE_DATE_EPOCH}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
     def wheels_for(self, inputs: list[_Input], fetcher: Fetcher,
                    prebuilt: Mapping[str, tuple[str, Artifact]]) -> list[Built]:
-        keys = {item.sha256: self._key(item) for item in inputs}
+        keys = {item.key: self._key(item) for item in inputs}
         records: dict[str, dict[str, Any] | None] = {
-            item.sha256: self.store.built_record(keys[item.sha256]) for item in inputs}
+            item.key: self.store.built_record(keys[item.key]) for item in inputs}
         for item in inputs:
-            if records[item.sha256] is None and item.sha256 in prebuilt:
-                mirror, wheel = prebuilt[item.sha256]
+            if records[item.key] is None and item.key in prebuilt:
+                mirror, wheel = prebuilt[item.key]
                 fetch_from_mirror(fetcher, mirror, wheel)
                 fetched = {"name": wheel.name, "sha256": wheel.sha256, "size": wheel.size,
-                           "source": item.name, "source-sha256": item.sha256}
-                self.store.record_built(keys[item.sha256], fetched)
-                records[item.sha256] = fetched
-        todo = [item for item in inputs if records[item.sha256] is None]
+                           "source": item.name, "source-sha256": item.key}
+                self.store.record_built(keys[item.key], fetched)
+                records[item.key] = fetched
+        todo = [item for item in inputs if records[item.key] is None]
         if todo:
             for item, made in self._build(todo).items():
-                self.store.record_built(keys[item.sha256], made)
-                records[item.sha256] = made
+                self.store.record_built(keys[item.key], made)
+                records[item.key] = made
         built = []
         for item in inputs:
-            record = records[item.sha256]
+            record = records[item.key]
             assert record is not None
             wheel = Artifact(record["name"], "", record["size"], record["sha256"])
             _check_installable(item, wheel)
-            built.append(Built(item.name, item.sha256, wheel))
+            built.append(Built(item.name, item.key, wheel))
         return built
 
     def _venv(self) -> Path:
@@ -230,7 +234,8 @@ class _Builder:
             source = self.store.path(item.sha256)
             if item.is_tree:
                 tree = work / f"tree-{index}"
-                for rel, data in treehash.archive_files(source.read_bytes(), item.name).items():
+                files = treehash.archive_files(source.read_bytes(), item.name)
+                for rel, data in treehash.subtree(files, item.subdirectory).items():
                     (tree / rel).parent.mkdir(parents=True, exist_ok=True)
                     (tree / rel).write_bytes(data)
                 targets.append(tree)
@@ -254,7 +259,7 @@ class _Builder:
                                     f"{item.project[0]} {item.project[1]}")
             sha256, size = self.store.add_file(wheel, f"the wheel of {item.name}")
             results[item] = {"name": wheel.name, "sha256": sha256, "size": size,
-                             "source": item.name, "source-sha256": item.sha256}
+                             "source": item.name, "source-sha256": item.key}
         return results
 
 

@@ -25,8 +25,10 @@ def execute(step: S.Step, ctx: Context) -> bool:
     """Make `step` done; False when it found everything in place and changed nothing."""
     if isinstance(step, S.AdminsStep):
         return tljh.ensure_admins(step, ctx)
+    if isinstance(step, S.PluginsStep):
+        return tljh.run_plugin_hooks(step, ctx)
     if isinstance(step, S.HubBuild):
-        _build(step, ctx, lambda path: venv.build_hub(step, ctx, path))
+        _build(step, ctx, lambda path: _build_hub(step, ctx, path))
     elif isinstance(step, S.UnpackBuild):
         _build(step, ctx, lambda path: unpack.build_release(step, ctx, path))
     elif isinstance(step, S.ProxyBuild):
@@ -56,6 +58,12 @@ def execute(step: S.Step, ctx: Context) -> bool:
     else:
         raise AssertionError(f"no action for {type(step).__name__}")
     return True
+
+
+def _build_hub(step: S.HubBuild, ctx: Context, path: Path) -> None:
+    venv.build_hub(step, ctx, path)
+    if step.plugins:
+        tljh.check_plugins(step, ctx, path)
 
 
 def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 
 from tljh_lock.apply import admins as A
 from tljh_lock.apply import layout as L
@@ -13,9 +14,11 @@ from tljh_lock.apply import tljh
 from tljh_lock.apply.actions import system
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.layout import Layout
-from tljh_lock.apply.steps import AdminsStep, TraefikConfigStep
+from tljh_lock.apply.steps import AdminsStep, HubBuild, PluginsStep, TraefikConfigStep
+from tljh_lock.core.errors import InputError
 from tljh_lock.core.files import write_atomic
 from tljh_lock.core.runner import run
+from tljh_lock.lock import plugins
 
 
 def ensure_paths(layout: Layout) -> None:
@@ -40,9 +43,7 @@ def ensure_paths(layout: Layout) -> None:
 def render_traefik(step: TraefikConfigStep, ctx: Context) -> None:
     state = ctx.layout.path(L.STATE)
     ctx.log(f"rendering traefik's configuration with TLJH's tljh.traefik ({step.python})")
-    # TLJH finds config/ through TLJH_INSTALL_PREFIX, as its own units set it.
-    run([ctx.layout.path(step.python), "-c", tljh.RENDER, state],
-        env={"TLJH_INSTALL_PREFIX": str(ctx.layout.path(L.PREFIX))},
+    run([ctx.layout.path(step.python), "-c", tljh.RENDER, state], env=_env(ctx),
         what="rendering traefik's configuration with TLJH's tljh.traefik", tmpdir=ctx.scratch)
     write_atomic(ctx.layout.path(tljh.RENDERED_BY), step.key.encode(), tljh.PRIVATE,
                  exclusive=True)
@@ -60,8 +61,7 @@ def retire_proxy(ctx: Context) -> None:
 
 def ensure_admins(step: AdminsStep, ctx: Context) -> bool:
     """Whether anything changed: a name added to users.admin, or a password set."""
-    result = run([ctx.layout.path(step.python), "-c", tljh.ADMINS],
-                 env={"TLJH_INSTALL_PREFIX": str(ctx.layout.path(L.PREFIX))},
+    result = run([ctx.layout.path(step.python), "-c", tljh.ADMINS], env=_env(ctx),
                  what="setting up TLJH's admins with TLJH's tljh.config", tmpdir=ctx.scratch,
                  stdin=A.stdin_payload(step.admins))
     done = json.loads(result.stdout.strip().splitlines()[-1])
@@ -70,3 +70,40 @@ def ensure_admins(step: AdminsStep, ctx: Context) -> bool:
     if done["passwords"]:
         ctx.log(f"password set: {', '.join(done['passwords'])}")
     return bool(done["added"] or done["passwords"])
+
+
+def _env(ctx: Context) -> dict[str, str]:
+    # TLJH finds config/ and state/ through TLJH_INSTALL_PREFIX, as its own units set it.
+    return {"TLJH_INSTALL_PREFIX": str(ctx.layout.path(L.PREFIX))}
+
+
+def check_plugins(step: HubBuild, ctx: Context, path: Path) -> None:
+    """Ask the plugins installed in the new hub environment `path` what they want (TLJH's
+    plugin manager, as at update); refuse, by name, what the lock lacks. Said once: what the
+    lock acknowledged as not installed."""
+    result = run(plugins.ask_argv(path / "bin" / "python3"), env=_env(ctx), tmpdir=ctx.scratch,
+                 what="asking the TLJH plugins' hooks what they want", cwd=ctx.scratch)
+    asked = json.loads(result.stdout.strip().splitlines()[-1])
+    problems = plugins.unlocked(asked, step.plugins, dict(step.hub_versions),
+                                dict(step.user_versions) if step.user_versions is not None
+                                else None)
+    if problems:
+        raise InputError("; ".join(problems), hint="add what they ask for to the recipes and "
+                         "run `tljh-lock update` (it asks the plugins' hooks again)")
+    for plugin in step.plugins:
+        for what, items in (("apt packages", plugin.apt), ("conda packages", plugin.conda)):
+            if items:
+                ctx.log(f"plugin {plugin.name}: {what} {', '.join(items)} were not installed "
+                        "(the recipe acknowledges the lock cannot install them)")
+
+
+def run_plugin_hooks(step: PluginsStep, ctx: Context) -> bool:
+    """Whether config.yaml changed; the step's key is recorded once the hooks ran."""
+    result = run([ctx.layout.path(step.python), "-c", tljh.PLUGIN_HOOKS], env=_env(ctx),
+                 what="running the TLJH plugins' tljh_config_post_install and "
+                      "tljh_post_install", tmpdir=ctx.scratch, cwd=Path.cwd())
+    done = json.loads(result.stdout.strip().splitlines()[-1])
+    if done["config"]:
+        ctx.log(f"the plugins' tljh_config_post_install changed {tljh.CONFIG_FILE}")
+    write_atomic(ctx.layout.path(tljh.PLUGINS_RAN), step.key.encode(), tljh.PRIVATE)
+    return True

@@ -21,6 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.model import Artifact, Problem, Proof, parse_targets
+from tljh_lock.lock.plugins import Plugin
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Source:
     # (and in locks from before it recorded them).
     archive_sha256: str | None = None
     archive_size: int | None = None
+    # the project's directory inside the tree (TLJH's plugins live in its integration-tests)
+    subdirectory: str | None = None
 
     @classmethod
     def from_table(cls, table: Table) -> Source:
@@ -54,6 +57,11 @@ class Source:
         if (archive_sha256 is None) != (archive_size is None):
             table.fail("archive-sha256 and archive-size are recorded together",
                        "archive-size" if archive_size is None else "archive-sha256")
+        subdirectory = table.string("subdirectory", optional=True)
+        if subdirectory is not None and any(part in ("", ".", "..")
+                                            for part in subdirectory.split("/")):
+            table.fail(f"{subdirectory!r} is not a relative path inside the tree",
+                       "subdirectory")
         return cls(
             name=str(canonicalize_name(table.file_name("name"))),
             version=table.version("version"),
@@ -64,17 +72,26 @@ class Source:
             build_requires=tuple(table.requirements("build-requires")),
             archive_sha256=archive_sha256,
             archive_size=archive_size,
+            subdirectory=subdirectory,
         )
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name, "version": self.version, "url": self.url,
             "commit": self.commit, "tree-hash": self.tree_hash,
-            "requires": list(self.requires), "build-requires": list(self.build_requires),
         }
+        if self.subdirectory:
+            data["subdirectory"] = self.subdirectory
+        data["requires"] = list(self.requires)
+        data["build-requires"] = list(self.build_requires)
         if self.archive_sha256 is not None:
             data.update({"archive-sha256": self.archive_sha256, "archive-size": self.archive_size})
         return data
+
+    def build_input(self, archive_sha256: str) -> str:
+        """What names the build of this pin in the store's records and a bundle's manifest:
+        the archive's sha256, with the subdirectory (one archive can hold several projects)."""
+        return f"{archive_sha256}/{self.subdirectory}" if self.subdirectory else archive_sha256
 
 
 @dataclass(frozen=True)
@@ -175,6 +192,8 @@ class Component:
     build_packages: tuple[Package, ...] = ()
     # Own targets, for an environment whose python is not the system's (the user env).
     targets: tuple[Target, ...] = ()
+    # TLJH plugins among the sources, with their package hooks' answers (lock/plugins.py)
+    plugins: tuple[Plugin, ...] = ()
 
     @classmethod
     def from_table(cls, table: Table) -> Component:
@@ -189,6 +208,7 @@ class Component:
                 Package.from_table(t) for t in table.tables("build-packages", optional=True)
             ),
             targets=tuple(parse_targets(table, "targets", optional=True)),
+            plugins=tuple(Plugin.from_table(t) for t in table.tables("plugins", optional=True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +222,8 @@ class Component:
         data["roots"] = list(self.roots)
         if self.sources:
             data["sources"] = [source.to_dict() for source in self.sources]
+        if self.plugins:
+            data["plugins"] = [plugin.to_dict() for plugin in self.plugins]
         data["packages"] = [package.to_dict() for package in self.packages]
         if self.build_packages:
             data["build-packages"] = [package.to_dict() for package in self.build_packages]
@@ -260,7 +282,8 @@ def prove_on(component: Component, target: Target) -> tuple[int, list[Problem]]:
     """(packages used, problems) of one target: every requirement reachable from the roots
     (markers evaluated, extras followed) has exactly one pinned version that satisfies it and
     a compatible file; sdist-only packages also have their build requirements so."""
-    roots = [*component.roots, *(r for s in component.sources for r in s.requires)]
+    roots = [*component.roots, *(r for s in component.sources for r in s.requires),
+             *(r for p in component.plugins for r in p.hub_pip)]
     used, problems = walk(component.packages, roots, target, "roots")
     build_roots = sorted(
         {r for p in used if not p.wheels for r in p.build_requires}
