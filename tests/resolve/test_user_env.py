@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 from packaging.pylock import Pylock, PylockSelectError
 
 from tests.conftest import REPO, Upstream, copy_recipes
@@ -270,3 +271,32 @@ def test_real_user_env_resolves_against_pypi(tljh, tmp_path: Path):
     runner.run([venv / "bin" / "python", "-m", "pip", "check"], what="pip check")
     shown = runner.run([venv / "bin" / "jupyterhub-singleuser", "--version"], what="version")
     assert shown.stdout.strip() == hub.versions()["jupyterhub"][0]
+
+
+def test_a_requirements_file_is_read_hashed_and_locked(
+        tljh, user_upstream: Upstream, user_recipes: Path, tmp_path: Path):
+    """TLJH's `--user-requirements-txt-url`, as a recipe input: read at update, hashed, its
+    requirements among the roots; pip's options in it are refused by line."""
+    text = "# the site's extras\nfx-widgets>=8.1.5,<9  # widgets\n\n"
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(text)
+    recipe = user_recipes / "user-env.toml"
+    data = tomllib.loads(recipe.read_text())
+    data["requirements"] = [r for r in data["requirements"] if not r.startswith("fx-widgets")]
+    url = "https://example.org/site/requirements.txt"
+    data["requirements-files"] = [url]
+    recipe.write_text(tomli_w.dumps(data))
+    lock_path = tmp_path / "tljh.lock.toml"
+    site = f"--mirror=https://example.org/site/={tmp_path.as_uri()}/"
+    update(tljh, user_upstream, user_recipes, lock_path, site)
+    user_env = lockfile.load(lock_path).components["user-env"]
+    assert "fx-widgets<9,>=8.1.5" in user_env.roots
+    assert "fx-widgets" in {p.name for p in user_env.packages}
+    (file,) = user_env.requirements_files
+    assert (file.url, file.sha256) == (url, hashlib.sha256(text.encode()).hexdigest())
+    assert tljh("check", "--recipes", user_recipes, "--lock", lock_path).code == 0
+    requirements.write_text("fx-widgets\n-r more.txt\n")
+    result = tljh("update", "--recipes", user_recipes, "--lock", lock_path,
+                  *user_upstream.mirror_flags(), site, "-P", "user-env")
+    assert result.code == EXIT_INPUT
+    assert f"{url} line 2: pip option '-r' cannot be locked" in result.err

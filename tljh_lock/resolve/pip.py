@@ -8,6 +8,7 @@ every target without resolving. Measured alternatives are in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.markers import Marker, default_environment
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from tqdm import tqdm
@@ -27,7 +28,7 @@ from tljh_lock.core.errors import InputError, TljhLockError, UpstreamError
 from tljh_lock.core.schema import Table
 from tljh_lock.core.targets import Target
 from tljh_lock.lock import model
-from tljh_lock.lock.kinds.pip import Component, Package, Source
+from tljh_lock.lock.kinds.pip import Component, Package, RequirementsFile, Source
 from tljh_lock.lock.model import parse_targets
 from tljh_lock.lock.plugins import Plugin
 from tljh_lock.lock.recipes import Recipe, SameVersion
@@ -51,6 +52,7 @@ class PipRecipe:
     sources: tuple[Source, ...]
     targets: tuple[Target, ...]
     plugins: tuple[PluginRecipe, ...] = ()
+    requirements_files: tuple[str, ...] = ()  # URLs of requirements.txt files
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> PipRecipe:
@@ -73,7 +75,16 @@ class PipRecipe:
             sources=tuple(sources),
             targets=tuple(parse_targets(table, "targets", optional=True)),
             plugins=tuple(plugins),
+            requirements_files=tuple(_canonical_urls(table, "requirements-files")),
         )
+
+
+def _canonical_urls(table: Table, key: str) -> list[str]:
+    urls = table.strings(key, optional=True)
+    for url in urls:
+        if not url.startswith("https://"):
+            table.fail(f"{url!r} is not a canonical https:// URL (a mirror may serve it)", key)
+    return urls
 
 
 def _source_defaults(item: Table) -> None:
@@ -101,6 +112,10 @@ def resolve(
 ) -> Component:
     targets = list(recipe.targets) or targets
     upgrade = {canonicalize_name(name) for name in upgrade}
+    files = [read_requirements_file(client, url, f"recipes/{recipe.file}")
+             for url in recipe.requirements_files]
+    recipe = replace(recipe, requirements=(*recipe.requirements,
+                                           *(r for _, taken in files for r in taken)))
     recorded = {source.name: source for source in previous.sources} if previous else {}
     sources = tuple(source_pin.verify(client, source, f"recipes/{recipe.file}",
                                       recorded.get(source.name))
@@ -145,7 +160,34 @@ def resolve(
         build_packages=tuple(build_packages),
         targets=recipe.targets,
         plugins=plugins,
+        requirements_files=tuple(file for file, _ in files),
     )
+
+
+def read_requirements_file(client: Client, url: str, where: str
+                           ) -> tuple[RequirementsFile, list[str]]:
+    """The file (hashed) and its requirements: one a line, comments and blank lines skipped.
+    pip's options (`-r`, `-e`, `--index-url`, ...) and direct references are refused by line:
+    what they point at would not be locked."""
+    data = client.get(url, what=f"{where}: requirements file {url}").data
+    found = []
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        text = line.split(" #", 1)[0].strip()
+        if not text or text.startswith("#"):
+            continue
+        named = f"{where}: {url} line {number}"
+        if text.startswith("-"):
+            raise InputError(f"{named}: pip option {text.split()[0]!r} cannot be locked",
+                             hint="list requirements only, one a line")
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as exc:
+            raise InputError(f"{named}: not a requirement: {exc}") from None
+        if requirement.url:
+            raise InputError(f"{named}: {requirement.name} is a direct reference, which "
+                             "cannot be locked from the index", hint="name a version instead")
+        found.append(str(requirement))
+    return RequirementsFile(url, hashlib.sha256(data).hexdigest()), found
 
 
 def _ask_plugins(recipe: PipRecipe, sources: tuple[Source, ...], pins: list[Pin],

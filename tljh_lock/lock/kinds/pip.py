@@ -95,6 +95,25 @@ class Source:
 
 
 @dataclass(frozen=True)
+class RequirementsFile:
+    """A requirements.txt read at update (TLJH's installer's `--user-requirements-txt-url`):
+    its requirements are among the component's roots; its sha256 says which text they are."""
+
+    url: str
+    sha256: str
+
+    @classmethod
+    def from_table(cls, table: Table) -> RequirementsFile:
+        sha256 = table.string("sha256")
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            table.fail(f"{sha256!r} is not a sha256 hex digest", "sha256")
+        return cls(table.url("url"), sha256)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
 class Package:
     name: str
     version: str
@@ -194,6 +213,7 @@ class Component:
     targets: tuple[Target, ...] = ()
     # TLJH plugins among the sources, with their package hooks' answers (lock/plugins.py)
     plugins: tuple[Plugin, ...] = ()
+    requirements_files: tuple[RequirementsFile, ...] = ()
 
     @classmethod
     def from_table(cls, table: Table) -> Component:
@@ -209,6 +229,8 @@ class Component:
             ),
             targets=tuple(parse_targets(table, "targets", optional=True)),
             plugins=tuple(Plugin.from_table(t) for t in table.tables("plugins", optional=True)),
+            requirements_files=tuple(RequirementsFile.from_table(t) for t in table.tables(
+                "requirements-files", optional=True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +242,8 @@ class Component:
         if self.targets:
             data["targets"] = [target.to_dict() for target in self.targets]
         data["roots"] = list(self.roots)
+        if self.requirements_files:
+            data["requirements-files"] = [f.to_dict() for f in self.requirements_files]
         if self.sources:
             data["sources"] = [source.to_dict() for source in self.sources]
         if self.plugins:
