@@ -63,7 +63,7 @@ as_applied:
   returned: always
   type: bool
 drift:
-  description: What C(verify) found changed since apply, one line each (C(path: message)).
+  description: "What C(verify) found changed since apply, one line each (C(path: message))."
   returned: always
   type: list
   elements: str
