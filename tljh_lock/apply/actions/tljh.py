@@ -98,7 +98,8 @@ def check_plugins(step: HubBuild, ctx: Context, path: Path) -> None:
 
 
 def run_plugin_hooks(step: PluginsStep, ctx: Context) -> bool:
-    """Whether config.yaml changed; the step's key is recorded once the hooks ran."""
+    """Always a change (tljh_post_install acts on the server, whatever config.yaml shows);
+    the step's key is recorded once the hooks ran."""
     result = run([ctx.layout.path(step.python), "-c", tljh.PLUGIN_HOOKS], env=_env(ctx),
                  what="running the TLJH plugins' tljh_config_post_install and "
                       "tljh_post_install", tmpdir=ctx.scratch, cwd=Path.cwd())
