@@ -76,7 +76,8 @@ def _hub_wheels(bundle: Path, into: Path) -> tuple[list[str], Path, Path]:
 
 
 def _installed(python: Path) -> dict[str, str]:
-    found = json.loads(runner.run([python, "-c", _LIST], what="listing a venv").stdout)
+    # -I: not the current directory on sys.path (a checkout's tljh_lock.egg-info would count)
+    found = json.loads(runner.run([python, "-I", "-c", _LIST], what="listing a venv").stdout)
     return {canonicalize_name(name): version for name, version in found}
 
 

@@ -47,10 +47,10 @@ from tljh_lock.core.targets import Target
 from tljh_lock.lock.kinds import npm as npm_lock
 from tljh_lock.lock.kinds import pip as pip_lock
 from tljh_lock.lock.kinds import release as release_lock
-from tljh_lock.lock.model import Artifact, Component, Lock
+from tljh_lock.lock.model import Component, Lock
 
 # Bump when the way a directory is built changes, so that existing ones are rebuilt.
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # 2: wheels installed in-process, not by the locked pip
 
 # Component names in the lock (the recipes' file names).
 HUB = "hub"
@@ -110,7 +110,7 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     if not isinstance(hub, pip_lock.Component):
         raise InputError(f"the lock has no pip component {HUB!r} (the hub environment)")
     target = target_for(hub.applicable_targets(lock.targets), interpreter, HUB)
-    wheels = wheel_set(hub, target, built, HUB)
+    wheels = wheel_set(hub, target, built, HUB, with_pip=True)
     traefik = _release_file(lock, TRAEFIK, interpreter.arch)
     traefik_input = None
     if traefik is not None:
@@ -147,7 +147,7 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     if proxy is not None:
         steps.append(_proxy_step(lock, proxy, observed, dirs, interpreter.arch))
     if USER_ENV in lock.components:
-        steps.append(_user_step(lock, observed, built, interpreter.arch, wheels.installer))
+        steps.append(_user_step(lock, observed, built, interpreter.arch))
     steps += system_steps(observed, dirs)
     current = observed.state.current_generation
     # Planned only when the copy is damaged: a no-op apply records nothing new in the state.
@@ -278,8 +278,7 @@ def _proxy_step(lock: Lock, component: Component, observed: Observed, dirs: dict
         directory=dirs["proxy"], node_dir=dirs["node"], project=project, tarballs=tarballs)
 
 
-def _user_step(lock: Lock, observed: Observed, built: BuiltWheels, arch: str,
-               hub_installer: Artifact) -> Step:
+def _user_step(lock: Lock, observed: Observed, built: BuiltWheels, arch: str) -> Step:
     component = lock.components[USER_ENV]
     if not isinstance(component, pip_lock.Component):
         raise InputError(f"component {USER_ENV!r} is a {component.kind} component, not pip")
@@ -291,7 +290,7 @@ def _user_step(lock: Lock, observed: Observed, built: BuiltWheels, arch: str,
     if len(targets) != 1:
         raise InputError(f"component {USER_ENV!r} needs exactly one target for {arch}, the "
                          f"installer's python (it has {len(targets)})")
-    wheels = wheel_set(component, targets[0], built, USER_ENV, fallback_installer=hub_installer)
+    wheels = wheel_set(component, targets[0], built, USER_ENV)
     key = hash_of("user", BUILD_VERSION, installer[1].artifact.sha256, *wheels.key_material)
     # What an admin installed besides the lock is theirs, and stays; a locked distribution
     # missing or at another version is installed again at the lock's.

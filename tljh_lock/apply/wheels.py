@@ -42,24 +42,22 @@ def _glibc(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class WheelSet:
-    """What one pip install puts into an environment: wheel file name -> artifact."""
+    """What goes into an environment: wheel file name -> artifact."""
 
     wheels: tuple[tuple[str, Artifact], ...]
-    installer: Artifact  # the pip wheel that runs the install
 
     @property
     def key_material(self) -> list[str]:
-        return sorted(f"{name} {a.sha256}" for name, a in self.wheels) + [
-            f"installer {self.installer.sha256}"]
+        return sorted(f"{name} {a.sha256}" for name, a in self.wheels)
 
 
 def wheel_set(component: pip_lock.Component, target: Target, built: BuiltWheels,
-              what: str, fallback_installer: Artifact | None = None) -> WheelSet:
+              what: str, *, with_pip: bool = False) -> WheelSet:
     """The locked files for `target`, with sdists and source pins replaced by the wheels
-    built from them, and the pip wheel to install them with (the set's own, else
-    `fallback_installer`)."""
+    built from them. `with_pip`: the set must hold pip, for admins to manage the environment
+    with (TLJH's docs have them `pip install` into the hub)."""
     chosen: list[tuple[str, Artifact]] = []
-    installer: Artifact | None = None
+    has_pip = False
     for package in component.packages:
         if not package.applies_to(target):
             continue
@@ -70,17 +68,14 @@ def wheel_set(component: pip_lock.Component, target: Target, built: BuiltWheels,
         if artifact is package.sdist:
             artifact = built.built_wheel(artifact.sha256, f"{what}: {artifact.name}")
         chosen.append((artifact.name, artifact))
-        if package.name == "pip" and artifact.name.endswith(".whl"):
-            installer = artifact
+        has_pip = has_pip or package.name == "pip"
     for pin in component.sources:
         wheel = built.built_from_source(pin, f"{what}: source {pin.name} {pin.version}")
         chosen.append((wheel.name, wheel))
-    if installer is None and fallback_installer is not None:
-        installer = fallback_installer
-    if installer is None:
+    if with_pip and not has_pip:
         raise InputError(
-            f"{what}: the locked set has no pip wheel to install with (the server's python "
-            "may have no pip, and an unlocked one is not used)",
+            f"{what}: the locked set has no pip wheel, and admins manage the environment with "
+            "pip (TLJH's `pip install` into it)",
             hint="add `pip` to the recipe's requirements and update the lock",
         )
-    return WheelSet(tuple(sorted(chosen)), installer)
+    return WheelSet(tuple(sorted(chosen)))

@@ -32,6 +32,11 @@ from tljh_lock.store.cas import Store
 
 _FILES = "https://files.pythonhosted.org/packages/"
 VENDORED = (
+    # 0.7.0: the last release that runs on python 3.9 (1.x needs 3.10)
+    Artifact("installer-0.7.0-py3-none-any.whl",
+             _FILES + "e5/ca/1172b6638d52f2d6caa2dd262ec4c811ba59eee96d54a7701930726bce18/"
+             "installer-0.7.0-py3-none-any.whl", 453838,
+             "05d1933f0a5ba7d8d6296bb6d5018e7c94fa473ceb10cf198a92ccea19c27b53"),
     Artifact("packaging-25.0-py3-none-any.whl",
              _FILES + "20/12/38679034af332785aac8774540895e234f4d07f7545804097de4b666afd8/"
              "packaging-25.0-py3-none-any.whl", 66469,
@@ -97,7 +102,9 @@ def _wheel_files(store: Store) -> dict[str, bytes]:
                 hint="run `python -m tljh_lock.bundle.zipapp --prefetch` (or `make`) while online")
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if info.is_dir() or info.filename.endswith(".pyc") or ".data/" in info.filename:
+                # .exe: installer's Windows launchers, never used on a server
+                if (info.is_dir() or info.filename.endswith((".pyc", ".exe"))
+                        or ".data/" in info.filename):
                     continue
                 found[info.filename] = archive.read(info)
     return found

