@@ -1,5 +1,5 @@
 """kill -9 of an apply at chosen points, seen from outside (no hooks in the tool): when a path
-appears below the root (its scratch directory included), when a child process (pip, npm, the
+appears below the root (its scratch directory included), when a child process (npm, the
 installer, visudo, groupadd, systemctl) starts, or at a time offset; each then delayed by an
 offset drawn from the seed. The whole process group is killed, as a crash or power loss would.
 
@@ -39,11 +39,14 @@ FRESH = [  # an apply of the old lock into an empty root
             f"{SCRATCH}/tljh-lock-bundle-*/.bundle.*/sha256", 0.05),
     Trigger("hub directory created", "root", "opt/tljh/hub.*", 0.05),
     Trigger("venv python linked", "root", "opt/tljh/hub.*/bin/python3", 0.02),
-    Trigger("wheel house prepared", "root", f"{SCRATCH}/tljh-lock-wheels-*", 0.05),
-    Trigger("pip starts", "proc", "pip install", 0.0),
-    Trigger("pip midway", "proc", "pip install", 1.0),
-    Trigger("pip writes site-packages", "root",
+    # the in-process installer (apply/actions/wheel_install.py): it first asks the venv's
+    # python where to install, then unpacks (the pip wheel, the largest, first), on 2 cores
+    Trigger("installer starts", "proc", "sysconfig.get_paths", 0.0),
+    Trigger("installer midway", "root", "opt/tljh/hub.*/lib/python3*/site-packages/pip", 0.2),
+    Trigger("installer writes site-packages", "root",
             "opt/tljh/hub.*/lib/python3*/site-packages/fx_*", 0.03),
+    Trigger("installer writes a RECORD", "root",
+            "opt/tljh/hub.*/lib/python3*/site-packages/*.dist-info/RECORD", 0.0),
     Trigger("traefik binary being copied", "root", "opt/tljh/hub.*/bin/.traefik.tljh-lock-new",
             0.0),
     Trigger("hub marked complete", "root", "opt/tljh/hub.*/.tljh-lock-key", 0.0),
@@ -55,8 +58,12 @@ FRESH = [  # an apply of the old lock into an empty root
     Trigger("node_modules appears", "root", "opt/tljh/proxy.*/node_modules", 0.02),
     Trigger("Miniforge installer starts", "proc", " -b -u -p ", 0.0),
     Trigger("Miniforge installer midway", "proc", " -b -u -p ", 0.05),
-    Trigger("user set: pip starts", "proc", "opt/tljh/user/bin/python", 0.0),
-    Trigger("user set: pip midway", "proc", "opt/tljh/user/bin/python", 0.6),
+    Trigger("user set: installer starts", "proc", "opt/tljh/user/bin/python", 0.0),
+    Trigger("user set: installer midway", "root",
+            "opt/tljh/user/lib/python3*/site-packages/fx_*", 0.03),
+    Trigger("user set: installer writes a RECORD", "root",
+            "opt/tljh/user/lib/python3*/site-packages/fx_*.dist-info/RECORD", 0.0),
+    Trigger("user set: bytecode compiling", "proc", "compileall", 0.05),
     Trigger("user environment marked", "root", "opt/tljh/user/.tljh-lock-key", 0.0),
     Trigger("groupadd runs", "proc", "groupadd", 0.0),
     Trigger("group file rewritten", "root", "etc/group-", 0.005),
@@ -77,8 +84,8 @@ FRESH = [  # an apply of the old lock into an empty root
 ]
 UPGRADE = [  # the new lock over the old one: a new hub beside the one in use, then the switch
     Trigger("hub directory created", "root", "opt/tljh/hub.*", 0.05),
-    Trigger("pip starts", "proc", "pip install", 0.0),
-    Trigger("pip midway", "proc", "pip install", 1.0),
+    Trigger("installer starts", "proc", "sysconfig.get_paths", 0.0),
+    Trigger("installer midway", "root", "opt/tljh/hub.*/lib/python3*/site-packages/pip", 0.2),
     Trigger("traefik binary being copied", "root", "opt/tljh/hub.*/bin/.traefik.tljh-lock-new",
             0.0),
     Trigger("hub marked complete", "root", "opt/tljh/hub.*/.tljh-lock-key", 0.0),
@@ -90,9 +97,9 @@ UPGRADE = [  # the new lock over the old one: a new hub beside the one in use, t
     Trigger("generation 2 recorded", "root", "opt/tljh/state/generations/2.lock.toml", 0.0),
     Trigger("state being saved", "root", "opt/tljh/state/.state.json.tljh-lock-tmp", 0.0),
 ]
-QUICK = {"fresh": ["pip midway", "npm ci starts", "Miniforge installer starts",
+QUICK = {"fresh": ["installer midway", "npm ci starts", "Miniforge installer starts",
                    "sudoers staged", "hub link switched"],
-         "upgrade": ["pip midway", "between the hub's marker and the switch"]}
+         "upgrade": ["installer midway", "between the hub's marker and the switch"]}
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,10 @@ def point(mode: str, name: str) -> kills.Point:
 
 
 def test_kills_during_an_upgrade(world: harness.World) -> None:
-    results = [kills.run_point(world, point("upgrade", "pip midway")),
+    results = [kills.run_point(world, point("upgrade", "installer midway")),
                kills.run_point(world, point("upgrade", "hub link switched"))]
     assert_ok(results)
-    assert results[0].faults == 1  # pip runs for long enough to be killed midway
+    assert results[0].faults == 1  # the installer unpacks for long enough to be killed midway
 
 
 def test_lock_inputs_that_once_got_through(world: harness.World) -> None:
@@ -114,7 +114,7 @@ def test_steps_found_done_are_recorded(world: harness.World) -> None:
 
 
 def test_two_applies_at_once(world: harness.World) -> None:
-    assert_ok([concurrency.two_applies(world, "upgrade", "pip runs", None)])
+    assert_ok([concurrency.two_applies(world, "upgrade", "the installer runs", None)])
 
 
 def test_an_older_bundle_is_refused(world: harness.World) -> None:

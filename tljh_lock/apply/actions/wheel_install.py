@@ -76,7 +76,8 @@ class Environment:
     def of(cls, python: Path, scratch: Path | None) -> Environment:
         data = json.loads(run([python, "-c", _SCHEME], what=f"asking {python} where it "
                               "installs", tmpdir=scratch).stdout)
-        return cls(str(python), {k: data[k] for k in ("purelib", "platlib", "scripts", "data")},
+        # the scripts' shebang: this path as given (a venv's python is a link, not resolved)
+        return cls(os.path.abspath(python), {k: data[k] for k in ("purelib", "platlib", "scripts", "data")},
                    data["prefix"], data["version"], data["cache_tag"])
 
     def scheme_for(self, project: str) -> dict[str, str]:
@@ -124,9 +125,12 @@ def install_wheels(env: Environment, wheels: list[tuple[str, Path]], what: str) 
     # fork: the zipapp's modules are already imported (a spawned child could not import them
     # from a zip that is the __main__), and nothing in apply runs threads.
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=context)
+    try:
         return list(pool.map(install_one, [env] * len(ordered), *zip(*ordered),
                              [what] * len(ordered)))
+    finally:  # after a failure, install no more
+        pool.shutdown(cancel_futures=True)
 
 
 def install_one(env: Environment, file_name: str, path: Path, what: str) -> Installed:
