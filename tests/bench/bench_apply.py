@@ -159,8 +159,8 @@ def _round(work: Path, hub: _HubSet) -> list[tuple[str, float]]:
     runner.run([PYTHON, hub.pyz, "verify", "--root", work / "root"], env=home,
                what="tljh-lock verify")
     envs = {"apply": work / "root" / "opt" / "tljh" / "hub" / "bin" / "python3"}
-    rows.append(("the same fresh apply's hub step alone (venv --without-pip, rehash, pip "
-                 "from the bundle's pip wheel, --no-compile)",
+    rows.append(("the same fresh apply's hub step alone (venv --without-pip, rehash, the "
+                 "wheels unpacked in-process on 2 cores, no bytecode)",
                  _hub_step_seconds(hub.bundle, work / "root-2")))
 
     tljh = work / "tljh-style"
