@@ -39,6 +39,11 @@ def files_below(prefix: Path) -> set[str]:
             and not p.is_symlink()}
 
 
+def record(path: Path) -> dict[str, list[str]]:
+    with open(path, newline="") as fh:
+        return {row[0]: row[1:] for row in csv.reader(fh)}
+
+
 def pip(python: Path, *args: str) -> str:
     return subprocess.run([python, "-m", "pip", *args], capture_output=True, text=True,
                           check=True, env=PIP_ENV).stdout
@@ -60,8 +65,7 @@ def test_same_files_as_pip_and_pip_manages_the_result(tmp_path: Path) -> None:
     for name in ours_files:
         if name.endswith("/RECORD"):  # the same files, of the same contents but for the
             # scripts (each names its own venv's python) and INSTALLER
-            rows = [{r[0]: r[1:] for r in csv.reader(open(tmp_path / side / name))}
-                    for side in ("ours", "pip")]
+            rows = [record(tmp_path / side / name) for side in ("ours", "pip")]
             assert rows[0].keys() == rows[1].keys()
             assert {k: v for k, v in rows[0].items() if not k.startswith("../")
                     and not k.endswith("/INSTALLER")} == {
@@ -79,7 +83,7 @@ def test_same_files_as_pip_and_pip_manages_the_result(tmp_path: Path) -> None:
 
     wheel_install.compile_bytecode(env, installed, None, "test")
     cached = site / "fx_tool/__pycache__" / f"cli.{env.cache_tag}.pyc"
-    rows = {row[0]: row for row in csv.reader(open(site / "fx_tool-1.0.dist-info/RECORD"))}
+    rows = record(site / "fx_tool-1.0.dist-info/RECORD")
     assert f"fx_tool/__pycache__/cli.{env.cache_tag}.pyc" in rows and cached.exists()
     pip(ours, "uninstall", "-y", "fx-tool")
     assert not (site / "fx_tool").exists() and not script.exists()

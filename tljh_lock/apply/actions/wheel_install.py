@@ -76,9 +76,10 @@ class Environment:
     def of(cls, python: Path, scratch: Path | None) -> Environment:
         data = json.loads(run([python, "-c", _SCHEME], what=f"asking {python} where it "
                               "installs", tmpdir=scratch).stdout)
+        schemes = {k: data[k] for k in ("purelib", "platlib", "scripts", "data")}
         # the scripts' shebang: this path as given (a venv's python is a link, not resolved)
-        return cls(os.path.abspath(python), {k: data[k] for k in ("purelib", "platlib", "scripts", "data")},
-                   data["prefix"], data["version"], data["cache_tag"])
+        return cls(os.path.abspath(python), schemes, data["prefix"], data["version"],
+                   data["cache_tag"])
 
     def scheme_for(self, project: str) -> dict[str, str]:
         # pip's place for a venv's headers: one directory per distribution
