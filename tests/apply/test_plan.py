@@ -332,7 +332,7 @@ def test_plugins_are_checked_in_the_hub_and_their_hooks_run_once_before_the_link
     ({"miniforge": None}, "needs the 'miniforge' installer"),
     ({"traefik": pip_component("traefik.toml")}, "is a pip component, not a release"),
     ({"hub": pip_component("hub.toml", wheel_package("jupyterhub", "5.2.1"))},
-     "no pip wheel to install with"),
+     "no pip wheel, and admins manage the environment with pip"),
 ])
 def test_a_lock_it_cannot_install_is_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(InputError, match=message):
