@@ -2,7 +2,7 @@
 (vendored in the zipapp): the lock names every file and its hash, so no resolver, index or
 pip is needed, and pip's start-up and resolution were most of the hub step's time.
 
-What pip would leave is left: RECORD (bytecode included), INSTALLER and REQUESTED in each
+What pip would leave is left: RECORD, INSTALLER and REQUESTED in each
 `.dist-info`, console scripts whose shebang is the environment's python, no direct_url.json
 (a wheel taken by name from a directory of files is not a direct URL install, as pip sees it).
 So `pip list`, `pip uninstall` and an admin's `pip install` keep working on the result.
@@ -10,10 +10,8 @@ Bytecode is compiled in a separate step, by the environment's own python on ever
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import csv
-import hashlib
 import json
 import multiprocessing
 import os
@@ -225,25 +223,9 @@ def _prune(directories: set[str], env: Environment) -> None:
 
 def compile_bytecode(env: Environment, installed: list[Installed], scratch: Path | None,
                      what: str) -> None:
-    """Bytecode of every installed module, then each RECORD lists it (so that pip removes
-    it with the rest)."""
+    """Bytecode of every installed module. RECORD leaves it out: its source's mtime, which it
+    holds, makes two applies differ; the wheel spec has uninstallers remove a module's .pyc
+    whether RECORD names it or not, and pip does."""
     modules = [m for dist in installed for m in dist.modules]
     run([env.python, "-c", _COMPILE], what=f"{what}: compiling bytecode", tmpdir=scratch,
         stdin="\n".join(modules))
-    for dist in installed:
-        root = os.path.dirname(os.path.dirname(dist.record))
-        rows = []
-        for module in dist.modules:
-            name = os.path.basename(module)[:-len(".py")]
-            cached = os.path.join(os.path.dirname(module), "__pycache__",
-                                  f"{name}.{env.cache_tag}.pyc")
-            try:
-                with open(cached, "rb") as fh:
-                    data = fh.read()
-            except FileNotFoundError:
-                continue
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            rows.append((os.path.relpath(cached, root), f"sha256={digest.decode()}",
-                         str(len(data))))
-        with open(dist.record, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerows(rows)
