@@ -28,6 +28,7 @@ from tests.support.apply_scenario import (
 from tljh_lock.apply import engine
 from tljh_lock.apply.actions.unpack import unpack_tree
 from tljh_lock.apply.layout import Layout
+from tljh_lock.apply.steps import HubBuild
 from tljh_lock.apply.verify import verify
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import (
@@ -191,6 +192,39 @@ def test_failed_upgrade_keeps_the_previous_generation(fixture: Fixture, root: Pa
     assert outcome.ran == ["hub", "tljh-traefik", "link:/opt/tljh/hub"]
     assert os.readlink(root / "opt/tljh/hub") != hub_before
     assert verify(Layout(root)) == []
+
+
+def test_an_upgrade_links_what_did_not_change(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root, "old-hub")
+    old = (root / "opt/tljh/hub").resolve()
+    upgrade = apply(fixture, root, "new-hub", dry_run=True).plan.steps[0]
+    assert isinstance(upgrade, HubBuild) and upgrade.reuse_from == old.name
+    apply(fixture, root, "new-hub")
+    new = (root / "opt/tljh/hub").resolve()
+    [old_site], [new_site] = (list(d.glob("lib/python3*/site-packages")) for d in (old, new))
+    assert os.path.samefile(new_site / "fx_auth-1.0.dist-info/METADATA",
+                            old_site / "fx_auth-1.0.dist-info/METADATA")
+    assert os.path.samefile(new / "bin/traefik", old / "bin/traefik")
+    assert not (new_site / "fx_hub-1.0.0.dist-info").exists()
+    assert os.stat(new_site / "fx_hub-1.1.0.dist-info/METADATA").st_nlink == 1
+    assert verify(Layout(root)) == []
+    # the old generation is as it was built: rollback returns to it whole
+    engine.rollback(Layout(root))
+    assert verify(Layout(root)) == []
+
+
+def test_a_changed_hub_is_not_linked_from(fixture: Fixture, root: Path) -> None:
+    apply(fixture, root, "old-hub")
+    old = (root / "opt/tljh/hub").resolve()
+    [site] = old.glob("lib/python3*/site-packages")
+    (site / "fx_auth-1.0.dist-info/METADATA").write_text("an admin's edit")
+    upgrade = apply(fixture, root, "new-hub", dry_run=True).plan.steps[0]
+    assert isinstance(upgrade, HubBuild) and upgrade.reuse_from == ""
+    apply(fixture, root, "new-hub")
+    new = (root / "opt/tljh/hub").resolve()
+    [new_site] = new.glob("lib/python3*/site-packages")
+    assert "an admin's edit" not in (new_site / "fx_auth-1.0.dist-info/METADATA").read_text()
+    assert not os.path.samefile(new / "bin/traefik", old / "bin/traefik")
 
 
 def test_downgrade_refused_and_rollback(fixture: Fixture, root: Path) -> None:

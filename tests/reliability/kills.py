@@ -85,9 +85,13 @@ FRESH = [  # an apply of the old lock into an empty root
 UPGRADE = [  # the new lock over the old one: a new hub beside the one in use, then the switch
     Trigger("hub directory created", "root", "opt/tljh/hub.*", 0.05),
     Trigger("installer starts", "proc", "sysconfig.get_paths", 0.0),
+    # what did not change is linked from the hub in use (pip among it), the rest unpacked
     Trigger("installer midway", "root", "opt/tljh/hub.*/lib/python3*/site-packages/pip", 0.2),
-    Trigger("traefik binary being copied", "root", "opt/tljh/hub.*/bin/.traefik.tljh-lock-new",
-            0.0),
+    Trigger("installer links site-packages", "root",
+            "opt/tljh/hub.*/lib/python3*/site-packages/fx_*", 0.0),
+    Trigger("traefik binary linked", "root", "opt/tljh/hub.*/bin/traefik", 0.0),
+    Trigger("record of what the hub was built from", "root",
+            "opt/tljh/hub.*/.tljh-lock-built-from.json", 0.0),
     Trigger("hub marked complete", "root", "opt/tljh/hub.*/.tljh-lock-key", 0.0),
     Trigger("hub link staged", "root", "opt/tljh/.hub.tljh-lock-new", 0.0),
     Trigger("between the hub's marker and the switch", "root", "opt/tljh/hub.*/.tljh-lock-key",
@@ -99,7 +103,8 @@ UPGRADE = [  # the new lock over the old one: a new hub beside the one in use, t
 ]
 QUICK = {"fresh": ["installer midway", "npm ci starts", "Miniforge installer starts",
                    "sudoers staged", "hub link switched"],
-         "upgrade": ["installer midway", "between the hub's marker and the switch"]}
+         "upgrade": ["installer midway", "installer links site-packages",
+                     "between the hub's marker and the switch"]}
 
 
 @dataclass(frozen=True)

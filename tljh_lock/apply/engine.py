@@ -22,10 +22,17 @@ from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.admins import Admin
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.observe import MARKER, Interpreter, Observed, observe, probe, with_trees
-from tljh_lock.apply.plan import Plan, check_applicable, downgrade_reasons, plan, system_steps
+from tljh_lock.apply.plan import (
+    Plan,
+    check_applicable,
+    downgrade_reasons,
+    hub_in_use,
+    plan,
+    system_steps,
+)
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.state import Generation, State
-from tljh_lock.apply.steps import BuildStep, FileStep, Step
+from tljh_lock.apply.steps import BuildStep, FileStep, HubBuild, Step
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.wheels import BuiltWheels
 from tljh_lock.core.errors import TljhLockError
@@ -93,11 +100,15 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
 def _observe_and_plan(layout: Layout, lock: Lock, lock_sha256: str, interpreter: Interpreter,
                       built: BuiltWheels, admins: tuple[Admin, ...]) -> tuple[Observed, Plan]:
     """Observe, plan, then look at the trees of the built directories that plan may reuse
-    (marked with one of its build keys) and plan again with them: a changed one is built
-    again, not reused."""
+    (marked with one of its build keys, and the hub in use when the hub is built again, to
+    link from) and plan again with them: a changed one is built again, not reused."""
     observed = observe(layout)
     first = plan(lock, lock_sha256, observed, interpreter, built, admins)
     keys = {step.key for step in first.steps if isinstance(step, BuildStep)}
+    in_use = hub_in_use(observed)
+    if in_use is not None and any(isinstance(step, HubBuild) and not step.done
+                                  for step in first.steps):
+        keys.add(observed.markers[in_use])
     observed = with_trees(layout, observed, keys)
     return observed, plan(lock, lock_sha256, observed, interpreter, built, admins)
 

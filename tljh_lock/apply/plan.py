@@ -125,15 +125,18 @@ def plan(lock: Lock, lock_sha256: str, observed: Observed, interpreter: Interpre
     refusals = [refusal for name in changed
                 for refusal in [_unlocked_refusal(observed, name, locked(hub, target))]
                 if refusal and not hub_done]
+    reuse = _reusable(observed, hub_dir) if not hub_done else ""
     steps: list[Step] = [HubBuild(
         id="hub", summary=f"hub environment {dirs['hub']}: {len(wheels.wheels)} wheels for "
         f"{target.name}" + (f", traefik {traefik[0].version}" if traefik else "")
-        + _rebuilt(changed, hub_done),
+        + _rebuilt(changed, hub_done) + (f", what is unchanged linked from {reuse}"
+                                         if reuse else ""),
         key=hub_key, done=hub_done,
         restarts=(JUPYTERHUB_UNIT, TRAEFIK_UNIT), directory=dirs["hub"],
         python=interpreter.path, wheels=wheels, traefik=traefik_input,
         plugins=hub.plugins, hub_versions=_locked_versions(hub, target) if hub.plugins else (),
-        user_versions=_user_versions(lock, interpreter.arch) if hub.plugins else None)]
+        user_versions=_user_versions(lock, interpreter.arch) if hub.plugins else None,
+        reuse_from=reuse)]
     node = _release_file(lock, NODEJS, interpreter.arch)
     if node is not None:
         component, file = node
@@ -187,6 +190,22 @@ def built_dir(observed: Observed, role: str, key: str) -> tuple[str, bool, list[
     if not built:
         return base, False, []
     return f"{base}.{_suffix(built[-1], base) + 1}", False, changed
+
+
+def hub_in_use(observed: Observed) -> str | None:
+    """The current generation's hub directory, when it is there and marked complete."""
+    current = observed.state.current_generation
+    name = current.dirs.get("hub") if current is not None else None
+    return name if name in observed.markers else None
+
+
+def _reusable(observed: Observed, building: str) -> str:
+    """The hub directory in use, when its tree is the one recorded when it was built (an
+    admin's change there must not reach the next generation), for the new one to link from."""
+    name = hub_in_use(observed)
+    if name is None or name == building or name not in observed.trees:
+        return ""
+    return name if observed.state.trees.get(name) == observed.trees[name].tree else ""
 
 
 def _suffix(name: str, base: str) -> int:

@@ -45,6 +45,8 @@ class HubBuild(BuildStep):
     plugins: tuple[Plugin, ...] = ()
     hub_versions: tuple[tuple[str, str], ...] = ()
     user_versions: tuple[tuple[str, str], ...] | None = None
+    # the hub directory in use, its tree as built: what it has of the same files is linked
+    reuse_from: str = ""
 
 
 @dataclass

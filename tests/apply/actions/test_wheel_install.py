@@ -1,11 +1,14 @@
 """The in-process installer against pip on the same real wheels: the same files, a RECORD pip
 can uninstall with, console scripts of the venv's python, bytecode compiled afterwards (and
 removed by pip with its module); an installed distribution replaced; a member outside the
-environment refused."""
+environment refused; a new environment linking what an earlier one has of the same wheels,
+the same as unpacking, and pip's changes to either not reaching the other."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 import subprocess
 import sys
 import zipfile
@@ -50,11 +53,16 @@ def pip(python: Path, *args: str) -> str:
                           check=True, env=PIP_ENV).stdout
 
 
+def wheels_of(*paths: Path) -> list[wheel_install.Wheel]:
+    return [wheel_install.Wheel(p.name, p, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in paths]
+
+
 def test_same_files_as_pip_and_pip_manages_the_result(tmp_path: Path) -> None:
     wheels = [installer_wheel(), fx_wheel(tmp_path / "w")]
     ours = venv(tmp_path / "ours")
     env = wheel_install.Environment.of(ours, None)
-    installed = wheel_install.install_wheels(env, [(w.name, w) for w in wheels], "test")
+    installed = wheel_install.install_wheels(env, wheels_of(*wheels), "test")
     theirs = venv(tmp_path / "pip")
     # by name from a directory, as apply's pip did: a path would be a direct URL install
     subprocess.run([theirs, wheels[0] / "pip", "install", "--no-index", "--no-deps",
@@ -95,14 +103,14 @@ def test_an_installed_version_and_a_killed_install_are_replaced(tmp_path: Path) 
     env = wheel_install.Environment.of(python, None)
     old = build_wheel(tmp_path / "old", "fx-tool", "0.9",
                       files={"fx_tool/__init__.py": "", "fx_tool/gone.py": ""})
-    wheel_install.install_wheels(env, [(old.name, old)], "test")
+    wheel_install.install_wheels(env, wheels_of(old), "test")
     site = Path(env.schemes["purelib"])
     assert (site / "fx_tool/gone.py").exists()
     new = fx_wheel(tmp_path / "new")
     # a killed install of the new version: some files written, no RECORD
     (site / "fx_tool-1.0.dist-info").mkdir()
     (site / "fx_tool/cli.py").write_text("half")
-    wheel_install.install_wheels(env, [(new.name, new)], "test")
+    wheel_install.install_wheels(env, wheels_of(new), "test")
     assert not (site / "fx_tool/gone.py").exists()
     assert not (site / "fx_tool-0.9.dist-info").exists()
     assert "print('fx-tool')" in (site / "fx_tool/cli.py").read_text()
@@ -123,5 +131,79 @@ def test_a_member_outside_the_environment_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel, "a") as archive:
         archive.writestr("fx_tool-1.0.data/scripts/../../../../../escaped", "x")
     with pytest.raises(IntegrityError, match="outside"):
-        wheel_install.install_wheels(env, [(wheel.name, wheel)], "test")
+        wheel_install.install_wheels(env, wheels_of(wheel), "test")
     assert not (tmp_path / "escaped").exists()
+
+
+def tree(prefix: Path) -> dict[str, bytes]:
+    return {name: (prefix / name).read_bytes() for name in files_below(prefix)}
+
+
+def test_a_new_environment_links_the_unchanged_and_pip_keeps_them_apart(tmp_path: Path) -> None:
+    pip_wheel, tool, other = installer_wheel(), fx_wheel(tmp_path / "w"), build_wheel(
+        tmp_path / "w", "fx-other", "1.0", files={"fx_other/__init__.py": "X = 1\n"})
+    newer = build_wheel(tmp_path / "w2", "fx-other", "2.0",
+                        files={"fx_other/__init__.py": "X = 2\n"})
+    before = wheel_install.Environment.of(venv(tmp_path / "before"), None)
+    done = wheel_install.install_wheels(before, wheels_of(pip_wheel, tool, other), "test")
+    previous = wheel_install.Previous(before.prefix, {
+        w.sha256: d.record for w, d in zip(wheels_of(pip_wheel, tool, other), done)})
+    wanted = wheels_of(pip_wheel, tool, newer)
+    after = wheel_install.Environment.of(venv(tmp_path / "after"), None)
+    installed = wheel_install.install_wheels(after, wanted, "test", previous)
+    fresh = wheel_install.Environment.of(venv(tmp_path / "fresh"), None)
+    wheel_install.install_wheels(fresh, wanted, "test")
+
+    # what unpacking gives, but for each script's shebang (its own environment's python) and
+    # so the scripts' hashes in RECORD
+    linked, unpacked = tree(tmp_path / "after"), tree(tmp_path / "fresh")
+    assert linked.keys() == unpacked.keys()
+    for name, data in linked.items():
+        if name.endswith("/RECORD"):
+            rows = [{k: v for k, v in record(tmp_path / side / name).items()
+                     if not k.startswith("../../../bin/")} for side in ("after", "fresh")]
+            assert rows[0] == rows[1], name
+        elif not name.startswith("bin/activate"):  # the venv's own, naming the venv
+            assert data.replace(bytes(tmp_path / "after"), bytes(tmp_path / "fresh")) \
+                == unpacked[name], name
+    assert [d.linked > 0 for d in installed] == [True, True, False]
+    site_before, site_after = Path(before.schemes["purelib"]), Path(after.schemes["purelib"])
+    shared = site_after / "fx_tool/cli.py"
+    assert os.path.samefile(shared, site_before / "fx_tool/cli.py")
+    assert not os.path.samefile(site_after / "fx_tool-1.0.dist-info/RECORD",
+                                site_before / "fx_tool-1.0.dist-info/RECORD")
+    script = tmp_path / "after/bin/fx-tool"
+    assert not os.path.samefile(script, tmp_path / "before/bin/fx-tool")
+    assert subprocess.run([script], capture_output=True, text=True,
+                          check=True).stdout == "fx-tool\n"
+
+    # an admin's pip in the new environment, reinstalling and removing what is shared
+    kept = tree(tmp_path / "before")
+    pip(Path(after.python), "install", "--no-index", "--no-deps", "--force-reinstall",
+        "--no-compile", str(tool))
+    pip(Path(after.python), "uninstall", "-y", "pip")
+    assert tree(tmp_path / "before") == kept
+    assert pip_version(Path(before.python)) == "1.0"
+
+
+def test_a_changed_file_of_the_previous_environment_is_not_linked(tmp_path: Path) -> None:
+    tool = fx_wheel(tmp_path / "w")
+    before = wheel_install.Environment.of(venv(tmp_path / "before"), None)
+    [done] = wheel_install.install_wheels(before, wheels_of(tool), "test")
+    site_before = Path(before.schemes["purelib"])
+    (site_before / "fx_tool/cli.py").write_text("changed: another size")
+    (site_before / "fx_tool/__init__.py").unlink()
+    after = wheel_install.Environment.of(venv(tmp_path / "after"), None)
+    [linked] = wheel_install.install_wheels(
+        after, wheels_of(tool), "test",
+        wheel_install.Previous(before.prefix, {wheels_of(tool)[0].sha256: done.record}))
+    site_after = Path(after.schemes["purelib"])
+    assert "print('fx-tool')" in (site_after / "fx_tool/cli.py").read_text()
+    assert (site_after / "fx_tool/__init__.py").read_text() == "VERSION = '1.0'\n"
+    info_after, info_before = (site / "fx_tool-1.0.dist-info" for site in (site_after,
+                                                                              site_before))
+    shared = {p.name for p in info_after.iterdir() if os.path.samefile(p, info_before / p.name)}
+    with zipfile.ZipFile(tool) as archive:
+        assert shared == {n.rpartition("/")[2] for n in archive.namelist()
+                          if n.startswith("fx_tool-1.0.dist-info/")} - {"RECORD"}
+    assert linked.linked == len(shared)

@@ -5,6 +5,8 @@ one verified first (wheel_install.py unpacks them)."""
 from __future__ import annotations
 
 import email.parser
+import json
+import os
 import shutil
 import tarfile
 import zipfile
@@ -25,6 +27,9 @@ from tljh_lock.core.runner import run
 
 # The hub's bytecode is written by its first start (it runs as root): see docs/benchmarks.md.
 HUB_BYTECODE = False
+# In a hub environment: what each wheel (by sha256) installed, and traefik's tarball, so that
+# the next generation links what did not change (wheel_install.Previous).
+BUILT_FROM = ".tljh-lock-built-from.json"
 
 
 def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
@@ -62,13 +67,57 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> None:
         tmpdir=ctx.scratch)
     for _, artifact in step.wheels.wheels:
         ctx.artifact(artifact)  # verify everything before installing anything
+    previous, traefik_before = _built_from(ctx.layout.path(f"{L.PREFIX}/{step.reuse_from}")
+                                           if step.reuse_from else None)
     ctx.log(f"installing {len(step.wheels.wheels)} locked wheels")
-    install_locked(ctx, path / "bin" / "python3", step.wheels, what="installing the hub set",
-                   bytecode=HUB_BYTECODE)
+    installed = install_locked(ctx, path / "bin" / "python3", step.wheels,
+                               what="installing the hub set", bytecode=HUB_BYTECODE,
+                               previous=previous)
+    built_from: dict[str, object] = {"wheels": {
+        artifact.sha256: os.path.relpath(dist.record, path)
+        for (_, artifact), dist in zip(step.wheels.wheels, installed)}}
+    if previous is not None:
+        linked = [dist for dist in installed if dist.linked]
+        ctx.log(f"{len(linked)} of {len(installed)} distributions linked from "
+                f"{step.reuse_from}, unchanged")
     if step.traefik:
         artifact, binary = step.traefik
-        ctx.log(f"installing traefik from {artifact.name}")
-        install_binary(ctx.artifact(artifact), binary, path / "bin" / "traefik", what="traefik")
+        dest = path / "bin" / "traefik"
+        if previous is not None and traefik_before == artifact.sha256 and _link(
+                Path(previous.prefix) / "bin" / "traefik", dest):
+            ctx.log(f"traefik linked from {step.reuse_from}, unchanged")
+        else:
+            ctx.log(f"installing traefik from {artifact.name}")
+            install_binary(ctx.artifact(artifact), binary, dest, what="traefik")
+        built_from["traefik"] = artifact.sha256
+    (path / BUILT_FROM).write_text(json.dumps(built_from, indent=1, sort_keys=True) + "\n")
+
+
+def _built_from(previous: Path | None) -> tuple[wheel_install.Previous | None, str | None]:
+    """The previous hub environment's record of what it was built from; none when it has
+    none (built before this record existed) or it cannot be read."""
+    if previous is None:
+        return None, None
+    try:
+        data = json.loads((previous / BUILT_FROM).read_text())
+        records = {sha256: os.path.abspath(previous / record)
+                   for sha256, record in data["wheels"].items()}
+        traefik = data.get("traefik")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    return wheel_install.Previous(os.path.abspath(previous), records), traefik if isinstance(
+        traefik, str) else None
+
+
+def _link(there: Path, here: Path) -> bool:
+    """Link the regular file `there` as `here`; False when it is not one."""
+    try:
+        if not there.is_file() or there.is_symlink():
+            return False
+        os.link(there, here)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def install_user_env(step: UserEnvStep, ctx: Context) -> None:
@@ -101,19 +150,22 @@ def install_user_env(step: UserEnvStep, ctx: Context) -> None:
 
 
 def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
-                   bytecode: bool) -> None:
+                   bytecode: bool, previous: wheel_install.Previous | None = None
+                   ) -> list[wheel_install.Installed]:
     """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
     has packages of its own (the user environment's conda packages), each checked to be what
-    its file name says before it is opened. `bytecode`: compiled once all are in."""
+    its file name says before it is opened, what `previous` has of the same wheels linked.
+    `bytecode`: compiled once all are in."""
     env = wheel_install.Environment.of(env_python, ctx.scratch)
     files = []
     for name, artifact in wheels.wheels:
         path = ctx.artifact(artifact)
         check_wheel_metadata(path, name, what)
-        files.append((name, path))
-    installed = wheel_install.install_wheels(env, files, what)
+        files.append(wheel_install.Wheel(name, path, artifact.sha256))
+    installed = wheel_install.install_wheels(env, files, what, previous)
     if bytecode:
         wheel_install.compile_bytecode(env, installed, ctx.scratch, what)
+    return installed
 
 
 def install_binary(archive: Path, member: str, dest: Path, what: str) -> None:

@@ -6,7 +6,12 @@ What pip would leave is left: RECORD, INSTALLER and REQUESTED in each
 `.dist-info`, console scripts whose shebang is the environment's python, no direct_url.json
 (a wheel taken by name from a directory of files is not a direct URL install, as pip sees it).
 So `pip list`, `pip uninstall` and an admin's `pip install` keep working on the result.
-Bytecode is compiled in a separate step, by the environment's own python on every core."""
+Bytecode is compiled in a separate step, by the environment's own python on every core.
+
+A new hub generation links what an earlier one installed from the same wheel file (`Previous`)
+instead of unpacking it again: an upgrade costs what changed. Only files written from the wheel
+are linked, never its scripts (their shebang names each environment's python) nor the RECORD,
+INSTALLER and REQUESTED that the install writes, so the result is what unpacking gives."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +29,7 @@ from typing import BinaryIO
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
-from installer.records import RecordEntry
+from installer.records import Hash, RecordEntry
 from installer.sources import WheelFile
 from installer.utils import Scheme
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -91,10 +97,42 @@ class Environment:
 
 @dataclass(frozen=True)
 class Installed:
-    """One distribution as installed: its RECORD and the modules to compile."""
+    """One distribution as installed: its RECORD, the modules to compile, and how many of its
+    files were linked from a previous environment."""
 
     record: str
     modules: tuple[str, ...]
+    linked: int = 0
+
+
+@dataclass(frozen=True)
+class Previous:
+    """An earlier environment, its tree as built (the plan checks it), and the RECORD each wheel
+    installed there, by the wheel's sha256. A file linked from it is shared by both
+    environments, and safe to share: nothing writes into an installed file in place. pip, this
+    installer and every apply unlink a file before writing its path, and python writes
+    bytecode beside the source, into each environment's own __pycache__."""
+
+    prefix: str
+    records: dict[str, str]  # wheel sha256 -> absolute path of its RECORD there
+
+    def linkable(self, env: Environment, sha256: str) -> dict[str, tuple[str, RecordEntry]]:
+        """What the wheel `sha256` installed here, by the path it would have in `env`: (the
+        file here, its RECORD entry). Rows without a hash (the RECORD) are left out."""
+        record = self.records.get(sha256)
+        if record is None:
+            return {}
+        root = os.path.dirname(os.path.dirname(record))
+        found = {}
+        for row in _rows(record):
+            if len(row) < 3 or not row[1] or not row[2].isdigit():
+                continue
+            there = os.path.normpath(os.path.join(root, row[0]))
+            if os.path.commonpath([self.prefix, there]) != self.prefix:
+                continue
+            here = os.path.join(env.prefix, os.path.relpath(there, self.prefix))
+            found[here] = (there, RecordEntry(row[0], Hash.parse(row[1]), int(row[2])))
+        return found
 
 
 class _Destination(SchemeDictionaryDestination):
@@ -113,30 +151,81 @@ class _Destination(SchemeDictionaryDestination):
         return super().write_to_fs(scheme, path, stream, is_executable)
 
 
-def install_wheels(env: Environment, wheels: list[tuple[str, Path]], what: str) -> list[Installed]:
-    """Install each (file name, verified path) into `env`, replacing any distribution of the
-    same name it has (the user environment holds conda's); on both cores when there are
-    enough of them."""
+# What the install writes into a .dist-info beside the wheel's own files: never linked.
+_WRITTEN_BY_INSTALL = ("INSTALLER", "REQUESTED")
+
+
+class _Linking(_Destination):
+    """A destination that links a file from a previous install of the same wheel, where that
+    file is the regular file of the size its RECORD says, instead of writing it again."""
+
+    def __init__(self, schemes: dict[str, str], interpreter: str,
+                 links: dict[str, tuple[str, RecordEntry]]) -> None:
+        super().__init__(schemes, interpreter=interpreter, script_kind="posix")
+        # the path a file is written to -> (the file to link, its RECORD entry there)
+        self.links = links
+        self.linked = 0
+
+    def write_file(self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO,
+                   is_executable: bool) -> RecordEntry:
+        path = os.fspath(path)
+        target = os.path.abspath(os.path.join(self.scheme_dict[scheme], path))
+        found = self.links.get(target) if scheme != "scripts" else None
+        if found is not None and os.path.basename(path) not in _WRITTEN_BY_INSTALL:
+            there, entry = found
+            try:
+                st = os.lstat(there)
+                if stat.S_ISREG(st.st_mode) and st.st_size == entry.size:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    if os.path.lexists(target):
+                        os.unlink(target)
+                    os.link(there, target)
+                    self.linked += 1
+                    return RecordEntry(path, entry.hash_, entry.size)
+            except FileNotFoundError:
+                pass  # gone since the plan looked: written from the wheel below
+        return super().write_file(scheme, path, stream, is_executable)
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A verified wheel to install: its locked file name, where it is, its sha256."""
+
+    name: str
+    path: Path
+    sha256: str
+
+
+def install_wheels(env: Environment, wheels: list[Wheel], what: str,
+                   previous: Previous | None = None) -> list[Installed]:
+    """Install each wheel into `env`, replacing any distribution of the same name it has (the
+    user environment holds conda's), linking what `previous` installed from the same wheel; on
+    both cores when there are enough of them. The results are in the order of `wheels`."""
     if len(wheels) < _PARALLEL_FROM or (os.cpu_count() or 1) < 2:
-        return [install_one(env, name, path, what) for name, path in wheels]
+        return [install_one(env, wheel, what, previous) for wheel in wheels]
     # Largest first, so that neither process is left with one big wheel at the end.
-    ordered = sorted(wheels, key=lambda w: w[1].stat().st_size, reverse=True)
+    order = sorted(range(len(wheels)), key=lambda i: wheels[i].path.stat().st_size,
+                   reverse=True)
     # fork: the zipapp's modules are already imported (a spawned child could not import them
     # from a zip that is the __main__), and nothing in apply runs threads.
     context = multiprocessing.get_context("fork")
     pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=context)
     try:
-        return list(pool.map(install_one, [env] * len(ordered), *zip(*ordered),
-                             [what] * len(ordered)))
+        done = pool.map(install_one, [env] * len(order), [wheels[i] for i in order],
+                        [what] * len(order), [previous] * len(order))
+        by_index = dict(zip(order, done))
     finally:  # after a failure, install no more
         pool.shutdown(cancel_futures=True)
+    return [by_index[i] for i in range(len(wheels))]
 
 
-def install_one(env: Environment, file_name: str, path: Path, what: str) -> Installed:
+def install_one(env: Environment, wheel: Wheel, what: str,
+                previous: Previous | None = None) -> Installed:
+    file_name, path = wheel.name, wheel.path
     project = canonicalize_name(parse_wheel_filename(file_name)[0])
     uninstall(env, project)
-    destination = _Destination(env.scheme_for(project), interpreter=env.python,
-                               script_kind="posix")
+    links = previous.linkable(env, wheel.sha256) if previous is not None else {}
+    destination = _Linking(env.scheme_for(project), env.python, links)
     try:
         with zipfile.ZipFile(path) as archive:
             # installer reads name and version from the zip's file name; the store names
@@ -151,7 +240,7 @@ def install_one(env: Environment, file_name: str, path: Path, what: str) -> Inst
     root = next(site for site in (env.schemes["purelib"], env.schemes["platlib"])
                 if os.path.exists(os.path.join(site, dist_info, "RECORD")))
     record = os.path.join(root, dist_info, "RECORD")
-    return Installed(record, tuple(_modules(record, root, env)))
+    return Installed(record, tuple(_modules(record, root, env)), destination.linked)
 
 
 def _modules(record: str, root: str, env: Environment) -> list[str]:
