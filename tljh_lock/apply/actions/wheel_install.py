@@ -9,14 +9,16 @@ So `pip list`, `pip uninstall` and an admin's `pip install` keep working on the 
 Bytecode is compiled in a separate step, by the environment's own python on every core.
 
 A new hub generation links what an earlier one installed from the same wheel file (`Previous`)
-instead of unpacking it again: an upgrade costs what changed. Only files written from the wheel
-are linked, never its scripts (their shebang names each environment's python) nor the RECORD,
-INSTALLER and REQUESTED that the install writes, so the result is what unpacking gives."""
+instead of unpacking it again: an upgrade costs what changed. The wheel is not opened: the
+earlier RECORD lists the files. Only the wheel's own files are linked; its console scripts
+(their shebang names each environment's python), RECORD, INSTALLER and REQUESTED are written
+again as installer writes them, so the result is what unpacking gives."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -31,7 +33,7 @@ from installer import install
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.sources import WheelFile
-from installer.utils import Scheme
+from installer.utils import Scheme, parse_entrypoints
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from tljh_lock.core.errors import IntegrityError
@@ -116,24 +118,6 @@ class Previous:
     prefix: str
     records: dict[str, str]  # wheel sha256 -> absolute path of its RECORD there
 
-    def linkable(self, env: Environment, sha256: str) -> dict[str, tuple[str, RecordEntry]]:
-        """What the wheel `sha256` installed here, by the path it would have in `env`: (the
-        file here, its RECORD entry). Rows without a hash (the RECORD) are left out."""
-        record = self.records.get(sha256)
-        if record is None:
-            return {}
-        root = os.path.dirname(os.path.dirname(record))
-        found = {}
-        for row in _rows(record):
-            if len(row) < 3 or not row[1] or not row[2].isdigit():
-                continue
-            there = os.path.normpath(os.path.join(root, row[0]))
-            if os.path.commonpath([self.prefix, there]) != self.prefix:
-                continue
-            here = os.path.join(env.prefix, os.path.relpath(there, self.prefix))
-            found[here] = (there, RecordEntry(row[0], Hash.parse(row[1]), int(row[2])))
-        return found
-
 
 class _Destination(SchemeDictionaryDestination):
     """installer's own destination, which refuses a path that exists: pip overwrites a file
@@ -149,42 +133,6 @@ class _Destination(SchemeDictionaryDestination):
         if os.path.lexists(target) and not os.path.isdir(target):
             os.unlink(target)
         return super().write_to_fs(scheme, path, stream, is_executable)
-
-
-# What the install writes into a .dist-info beside the wheel's own files: never linked.
-_WRITTEN_BY_INSTALL = ("INSTALLER", "REQUESTED")
-
-
-class _Linking(_Destination):
-    """A destination that links a file from a previous install of the same wheel, where that
-    file is the regular file of the size its RECORD says, instead of writing it again."""
-
-    def __init__(self, schemes: dict[str, str], interpreter: str,
-                 links: dict[str, tuple[str, RecordEntry]]) -> None:
-        super().__init__(schemes, interpreter=interpreter, script_kind="posix")
-        # the path a file is written to -> (the file to link, its RECORD entry there)
-        self.links = links
-        self.linked = 0
-
-    def write_file(self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO,
-                   is_executable: bool) -> RecordEntry:
-        path = os.fspath(path)
-        target = os.path.abspath(os.path.join(self.scheme_dict[scheme], path))
-        found = self.links.get(target) if scheme != "scripts" else None
-        if found is not None and os.path.basename(path) not in _WRITTEN_BY_INSTALL:
-            there, entry = found
-            try:
-                st = os.lstat(there)
-                if stat.S_ISREG(st.st_mode) and st.st_size == entry.size:
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                    os.link(there, target)
-                    self.linked += 1
-                    return RecordEntry(path, entry.hash_, entry.size)
-            except FileNotFoundError:
-                pass  # gone since the plan looked: written from the wheel below
-        return super().write_file(scheme, path, stream, is_executable)
 
 
 @dataclass(frozen=True)
@@ -224,8 +172,14 @@ def install_one(env: Environment, wheel: Wheel, what: str,
     file_name, path = wheel.name, wheel.path
     project = canonicalize_name(parse_wheel_filename(file_name)[0])
     uninstall(env, project)
-    links = previous.linkable(env, wheel.sha256) if previous is not None else {}
-    destination = _Linking(env.scheme_for(project), env.python, links)
+    destination = _Destination(env.scheme_for(project), interpreter=env.python,
+                               script_kind="posix")
+    record = previous.records.get(wheel.sha256) if previous is not None else None
+    if previous is not None and record is not None:
+        linked = _link_installed(env, previous.prefix, record, destination)
+        if linked is not None:
+            return linked
+        uninstall(env, project)  # what was linked before a file was found changed
     try:
         with zipfile.ZipFile(path) as archive:
             # installer reads name and version from the zip's file name; the store names
@@ -240,7 +194,72 @@ def install_one(env: Environment, wheel: Wheel, what: str,
     root = next(site for site in (env.schemes["purelib"], env.schemes["platlib"])
                 if os.path.exists(os.path.join(site, dist_info, "RECORD")))
     record = os.path.join(root, dist_info, "RECORD")
-    return Installed(record, tuple(_modules(record, root, env)), destination.linked)
+    return Installed(record, tuple(_modules(record, root, env)))
+
+
+def _link_installed(env: Environment, prefix: str, record: str,
+                    destination: _Destination) -> Installed | None:
+    """Link into `env` the files that the RECORD `record` of the environment at `prefix` lists,
+    write its console scripts, INSTALLER, REQUESTED and RECORD as installer does, and return
+    the result; None (some files linked) when a file is not the regular file of the size
+    its RECORD says, or the RECORD lists a file this cannot write again."""
+    info = os.path.dirname(record)
+    root_there, dist_info = os.path.split(info)
+    root_here = env.prefix + root_there[len(prefix):]
+    scheme = next((Scheme(s) for s in ("purelib", "platlib") if env.schemes[s] == root_here),
+                  None)
+    if scheme is None or not root_there.startswith(prefix + os.sep):
+        return None
+    scripts = os.path.relpath(env.schemes["scripts"], root_here) + "/"
+    rows = _rows(record)
+    try:
+        with open(os.path.join(info, "entry_points.txt"), encoding="utf-8") as fh:
+            entry_points = {name: (module, attr, section) for name, module, attr, section
+                            in parse_entrypoints(fh.read())}
+    except FileNotFoundError:
+        entry_points = {}
+    written: list[tuple[Scheme, RecordEntry]] = []
+    made: set[str] = set()  # directories made, not asked for again per file
+    linked = 0
+    for row in rows:
+        name = row[0]
+        if name.startswith(scripts):
+            script = entry_points.get(name[len(scripts):])
+            if script is None:  # a script the wheel carries: its shebang is rewritten
+                return None
+            written.append((Scheme("scripts"), destination.write_script(name[len(scripts):],
+                                                                        *script)))
+            continue
+        if name in (f"{dist_info}/RECORD", f"{dist_info}/INSTALLER", f"{dist_info}/REQUESTED"):
+            continue  # written below, as the install writes them
+        if len(row) < 3 or not row[1] or not row[2].isdigit():
+            return None
+        there = os.path.normpath(os.path.join(root_there, name))
+        if not there.startswith(prefix + os.sep):
+            return None
+        here = env.prefix + there[len(prefix):]
+        try:
+            st = os.lstat(there)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != int(row[2]):
+                return None
+            parent = os.path.dirname(here)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            os.link(there, here)
+        except FileNotFoundError:
+            return None
+        linked += 1
+        written.append((scheme, RecordEntry(name, Hash.parse(row[1]), int(row[2]))))
+    for name, data in (("INSTALLER", INSTALLER), ("REQUESTED", b"")):
+        with io.BytesIO(data) as stream:
+            written.append((scheme, destination.write_file(scheme, f"{dist_info}/{name}",
+                                                           stream, False)))
+    path = f"{dist_info}/RECORD"
+    written.append((scheme, RecordEntry(path, None, None)))
+    destination.finalize_installation(scheme, path, written)
+    here_record = os.path.join(root_here, path)
+    return Installed(here_record, tuple(_modules(here_record, root_here, env)), linked)
 
 
 def _modules(record: str, root: str, env: Environment) -> list[str]:
