@@ -58,10 +58,10 @@ _LIST = ("import importlib.metadata as m, json; "
          "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))")
 
 
-def _hub_wheels(bundle: Path, into: Path) -> tuple[list[str], Path, Path]:
+def _hub_wheels(bundle: Path, into: Path) -> tuple[list[str], list[Path], Path]:
     """The wheels apply installs into the hub venv, copied out of the unpacked bundle into
-    `into`; returns the hub's requirement ranges, the wheel built from the TLJH source pin, and
-    a hash-pinned requirements file of every wheel."""
+    `into`; returns the hub's requirement ranges, the wheels built from the source pins (TLJH
+    and its test plugin), and a hash-pinned requirements file of every wheel."""
     source = BundleSource(bundle)
     try:
         lock = lockfile.parse(source.verify().decode("utf-8"), str(bundle))
@@ -69,8 +69,7 @@ def _hub_wheels(bundle: Path, into: Path) -> tuple[list[str], Path, Path]:
         assert isinstance(hub, pip_lock.Component)
         target = target_for(hub.applicable_targets(lock.targets), probe(PYTHON), "hub")
         wheels = wheel_set(hub, target, source, "hub")
-        (pin,) = hub.sources
-        tljh = source.built_from_source(pin, "the TLJH stand-in")
+        built = [source.built_from_source(pin, pin.name).name for pin in hub.sources]
         into.mkdir()
         lines = []
         for name, artifact in wheels.wheels:
@@ -81,7 +80,7 @@ def _hub_wheels(bundle: Path, into: Path) -> tuple[list[str], Path, Path]:
         source.close()
     requirements = into.parent / "hub-requirements.txt"
     requirements.write_text("".join(lines))
-    return list(hub.roots), into / tljh.name, requirements
+    return list(hub.roots), [into / name for name in built], requirements
 
 
 def _installed(python: Path) -> dict[str, str]:
@@ -146,17 +145,17 @@ class HubSet:
     wheels: Path  # a directory of exactly the wheels apply installs into the hub venv
     requirements: Path  # each of them pinned, with its hash
     ranges: list[str]  # the hub's requirement ranges, as TLJH's installer asks for them
-    tljh_wheel: Path  # built from the TLJH source pin, which is not on PyPI
+    tljh_wheels: list[Path]  # built from the source pins (TLJH, its plugin): not on PyPI
     expected: dict[str, str]  # name -> version
 
     @classmethod
     def of(cls, built: dict[str, Any], work: Path) -> HubSet:
         bundle = built["bundles"]["old"]
-        ranges, tljh_wheel, requirements = _hub_wheels(bundle, work / "wheels")
+        ranges, tljh_wheels, requirements = _hub_wheels(bundle, work / "wheels")
         expected = {str(canonicalize_name(d)): str(v) for d, v, _, _ in
                     (parse_wheel_filename(p.name) for p in (work / "wheels").iterdir())}
         return cls(bundle, built["bundles"]["pinned"], built["dir"] / safe_archive.PYZ_NAME,
-                   work / "wheels", requirements, ranges, tljh_wheel, expected)
+                   work / "wheels", requirements, ranges, tljh_wheels, expected)
 
 
 def main(hub: HubSet, work: Path) -> list[tuple[str, float]]:
@@ -205,7 +204,8 @@ def _round(work: Path, hub: HubSet) -> list[tuple[str, float]]:
                  "PyPI, cold cache",
                  timed([PYTHON, "-m", "venv", tljh], home, "python3 -m venv")
                  + timed([tljh / "bin" / "python", "-m", "pip", "install", "--upgrade",
-                          "--cache-dir", work / "pip-cache-online", *hub.ranges, hub.tljh_wheel],
+                          "--cache-dir", work / "pip-cache-online", *hub.ranges,
+                          *hub.tljh_wheels],
                          {**home, **CA}, "pip install --upgrade from PyPI")))
     envs["TLJH-style"] = tljh / "bin" / "python"
 

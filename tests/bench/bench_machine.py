@@ -9,9 +9,10 @@ of the same image, in the same run, rounds interleaved:
   plan; then the no-op re-run, then the upgrade to the bundle whose lock differs in one hub
   package (bench_apply.UPGRADE_PIN), step by step as well;
 - TLJH's way on a machine sharing the host's network: `python3 -m venv` and `pip install
-  --upgrade` of the hub's requirement ranges from PyPI (with the TLJH wheel built from the
-  source pin, which is not on PyPI), the same for the user environment's ranges, the traefik
-  and Node.js tarballs unpacked (the bundle's own files: their hosts are out of reach here),
+  --upgrade` of the hub's requirement ranges from PyPI (with the TLJH and test-plugin wheels
+  built from the source pins, which are not on PyPI), the same for the user environment's
+  ranges, the traefik and Node.js tarballs unpacked (the bundle's own files: their hosts are
+  out of reach here),
   and `npm install` of configurable-http-proxy with that Node.js's npm from the npm registry,
   all with cold caches. Before the clock starts, python3-venv is installed with apt (TLJH's
   installer does that too; the servers' image lacks it on purpose) and the host's resolver
@@ -99,13 +100,15 @@ def _apply_round(m: BootedMachine) -> dict[str, float]:
 
 class _Inputs:
     """What the TLJH-style install takes from outside PyPI and npm, in a directory the machine
-    mounts: the TLJH wheel and the bundle's traefik and Node.js files, with the lock's user
-    environment ranges and configurable-http-proxy version."""
+    mounts: the TLJH and plugin wheels and the bundle's traefik and Node.js files; with the
+    lock's user environment ranges and configurable-http-proxy version."""
 
     def __init__(self, hub: HubSet, into: Path) -> None:
         into.mkdir()
-        shutil.copyfile(hub.tljh_wheel, into / hub.tljh_wheel.name)
-        self.dir, self.tljh_wheel, self.hub_ranges = into, hub.tljh_wheel.name, hub.ranges
+        for wheel in hub.tljh_wheels:
+            shutil.copyfile(wheel, into / wheel.name)
+        self.dir, self.hub_ranges = into, hub.ranges
+        self.tljh_wheels = [f"/mnt/inputs/{wheel.name}" for wheel in hub.tljh_wheels]
         source = BundleSource(hub.bundle)
         try:
             lock = lockfile.parse(source.verify().decode("utf-8"), str(hub.bundle))
@@ -141,7 +144,7 @@ def _tljh_round(m: BootedMachine, inputs: _Inputs) -> dict[str, float]:
         ("hub: python3 -m venv", ["python3", "-m", "venv", "/opt/tljh/hub"], {}),
         ("hub: pip install --upgrade of the ranges from PyPI",
          ["/opt/tljh/hub/bin/pip", "install", "--upgrade", *inputs.hub_ranges,
-          f"/mnt/inputs/{inputs.tljh_wheel}"], pip),
+          *inputs.tljh_wheels], pip),
         ("user env: python3 -m venv", ["python3", "-m", "venv", "/opt/tljh/user"], {}),
         ("user env: pip install --upgrade of the ranges from PyPI",
          ["/opt/tljh/user/bin/pip", "install", "--upgrade", *inputs.user_ranges], pip),
