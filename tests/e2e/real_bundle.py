@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import shutil
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +98,12 @@ def simplest_plugin(label: str) -> dict[str, Any]:
             "unlocked-conda": ["tqdm", "csvtk"]}
 
 
-def _recipes(directory: Path, label: str, proxy: bool) -> Path:
+def _recipes(directory: Path, label: str, proxy: bool, pins: Sequence[str] = ()) -> Path:
     directory.mkdir(parents=True)
     target = {"name": f"debian-12-{ARCH}", "python": "3.11.2", "glibc": "2.36", "arch": ARCH}
     (directory / "targets.toml").write_text(tomli_w.dumps({"targets": [target]}))
     hub = tomllib.loads((REPO / "recipes" / "hub.toml").read_text())
+    hub["requirements"] = [*hub["requirements"], *pins]
     hub["sources"] = [_tljh_source(label)]
     hub["plugins"] = [simplest_plugin(label)]
     (directory / "hub.toml").write_text(tomli_w.dumps(hub))
@@ -121,12 +123,14 @@ def _recipes(directory: Path, label: str, proxy: bool) -> Path:
     return directory
 
 
-def build_real_bundles(base: Path, vendor_store: Path, proxy: bool = True) -> dict[str, Any]:
+def build_real_bundles(base: Path, vendor_store: Path, proxy: bool = True,
+                       pins: Sequence[str] = ()) -> dict[str, Any]:
     """In the new directory `base`: two bundles for this arch, "old" (TLJH 2.0.0) and "new"
     (TLJH main), "bad" (new with one byte of its largest artifact flipped) and the bundles'
     zipapp, all in one directory ("dir"). `vendor_store` holds the wheels the zipapp vendors.
     Without `proxy`, the recipes have no nodejs and configurable-http-proxy (TLJH 2.0's own
-    two-unit layout).
+    two-unit layout). With `pins`, one more, "pinned": the old recipes with these hub
+    requirements added (a lock that differs from old's by what the pins change).
 
     Returns {"dir", "bundles": label -> path, "locks": label -> path, "versions": label ->
     TLJH version, "victim": sha256 of the flipped artifact}."""
@@ -144,8 +148,12 @@ def build_real_bundles(base: Path, vendor_store: Path, proxy: bool = True) -> di
                    if c.split("/")[2] in ("github.com", "api.github.com", "nodejs.org")}
         mirrors[TLJH_ARCHIVES] = tljh_archive("old").parent.as_uri() + "/"
         versions = {}
-        for label in COMMITS:
-            recipes = _recipes(base / f"recipes-{label}", label, proxy)
+        # label -> (TLJH tree, extra hub requirements)
+        labels: dict[str, tuple[str, Sequence[str]]] = {
+            **{label: (label, ()) for label in COMMITS},
+            **({"pinned": ("old", pins)} if pins else {})}
+        for label, (tree, extra) in labels.items():
+            recipes = _recipes(base / f"recipes-{label}", tree, proxy, extra)
             versions[label] = tomllib.loads((recipes / "hub.toml").read_text())["sources"][0][
                 "version"]
             locks[label] = base / f"{label}.lock.toml"
@@ -173,5 +181,5 @@ def build_real_bundles(base: Path, vendor_store: Path, proxy: bool = True) -> di
         byte = fh.read(1)
         fh.seek(offset)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    return {"dir": out, "bundles": {label: out / f"{label}.bundle" for label in (*COMMITS, "bad")},
+    return {"dir": out, "bundles": {label: out / f"{label}.bundle" for label in (*labels, "bad")},
             "locks": locks, "versions": versions, "victim": victim.sha256}
