@@ -29,6 +29,7 @@ from tljh_lock.apply import engine
 from tljh_lock.apply.actions.unpack import unpack_tree
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.steps import HubBuild
+from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.verify import verify
 from tljh_lock.bundle import safe_archive
 from tljh_lock.core.errors import (
@@ -208,6 +209,9 @@ def test_an_upgrade_links_what_did_not_change(fixture: Fixture, root: Path) -> N
     assert not (new_site / "fx_hub-1.0.0.dist-info").exists()
     assert os.stat(new_site / "fx_hub-1.1.0.dist-info/METADATA").st_nlink == 1
     assert verify(Layout(root)) == []
+    # the trees recorded from the RECORDs' hashes (fresh, linked) are what hashing gives
+    trees = engine.status(Layout(root))["trees"]
+    assert [trees[d.name] for d in (old, new)] == [directory_hash(d) for d in (old, new)]
     # the old generation is as it was built: rollback returns to it whole
     engine.rollback(Layout(root))
     assert verify(Layout(root)) == []

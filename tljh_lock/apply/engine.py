@@ -32,7 +32,7 @@ from tljh_lock.apply.plan import (
 )
 from tljh_lock.apply.source import ArtifactSource, BundleSource
 from tljh_lock.apply.state import Generation, State
-from tljh_lock.apply.steps import BuildStep, FileStep, HubBuild, Step
+from tljh_lock.apply.steps import BuildStep, FileStep, HubBuild, Step, UserEnvStep
 from tljh_lock.apply.tree import directory_hash
 from tljh_lock.apply.wheels import BuiltWheels
 from tljh_lock.core.errors import TljhLockError
@@ -86,6 +86,7 @@ def apply(layout: Layout, lock_path: Path | None, source: ArtifactSource, python
         _refuse(planned, state, allow_downgrade, rebuild)
         outcome = Outcome(planned)
         ctx = Context(layout, source, log, scratch, lock_bytes=lock_bytes)
+        _unpack(planned.steps, source, scratch, log)
         _execute(planned.steps, ctx, state, outcome)
         outcome.generation = _commit(layout, state, planned, lock_bytes, observed)
         outcome.restarted = _restart(layout, planned.steps, outcome.ran, scratch)
@@ -127,6 +128,17 @@ def _scratch(layout: Layout, source: ArtifactSource) -> Iterator[Path]:
     finally:
         source.close()  # what it unpacked is in the scratch
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _unpack(steps: list[Step], source: ArtifactSource, scratch: Path, log: Log) -> None:
+    """Unpack a bundle before the steps that install from it, as a phase of its own (its
+    members hashed again as they are written): a step's time is then its own work, and an
+    apply with nothing to install, or only files to write again, never unpacks."""
+    if isinstance(source, BundleSource) and any(
+            not step.done and isinstance(step, (BuildStep, UserEnvStep)) for step in steps):
+        log(f"unpacking {source.bundle} "
+            f"({source.bundle.stat().st_size / (1 << 20):.0f} MiB) into {scratch}")
+        source.directory(scratch)
 
 
 def _lock_bytes(layout: Layout, lock_path: Path | None,

@@ -6,13 +6,17 @@ Hashing a hub environment (thousands of files, traefik's binary) takes longer th
 apply may, so a hash is remembered with the directory's stat signature: every entry's name,
 mode, inode, size, mtime and ctime. A file written, replaced, renamed, chmod-ed or touched
 changes its ctime at least, which no program can set back, so an equal signature means an
-equal tree; any other one means hashing again."""
+equal tree; any other one means hashing again.
+
+A directory just built may come with the hashes of some of its files already known (what the
+installer hashed as it wrote them, what it linked from a tree checked before): those are not
+read again."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,34 +53,42 @@ def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
                     pending.append((name, entry.path))
 
 
-def directory_hash(root: Path) -> str:
-    lines = []
-    for rel, entry in _entries(root):
-        if entry.is_symlink():
-            lines.append(f"link:{os.readlink(entry.path)}  l  {rel}\n")
-        else:
-            mode = entry.stat(follow_symlinks=False).st_mode
-            kind = "x" if mode & 0o111 else "f"
-            lines.append(f"{file_sha256(Path(entry.path))}  {kind}  {rel}\n")
-    lines.sort(key=lambda line: line.rsplit("  ", 1)[1].encode())
-    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+def _walk(root: Path) -> list[tuple[str, os.DirEntry[str], os.stat_result]]:
+    return [(rel, entry, entry.stat(follow_symlinks=False)) for rel, entry in _entries(root)]
 
 
-def signature(root: Path) -> str:
-    lines = []
-    for rel, entry in _entries(root):
-        st = entry.stat(follow_symlinks=False)
-        lines.append(f"{rel}\0{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns} "
-                     f"{st.st_ctime_ns}\n")
+def _signature(entries: list[tuple[str, os.DirEntry[str], os.stat_result]]) -> str:
+    lines = [f"{rel}\0{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n"
+             for rel, _, st in entries]
     lines.sort()
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def seen(root: Path, before: Seen | None) -> Seen:
-    """The tree of `root`, hashed again only when its signature is not `before`'s. The
-    signature is taken first: a file changed while hashing leaves a signature that the next
-    look finds different."""
-    now = signature(root)
+def _hash(entries: list[tuple[str, os.DirEntry[str], os.stat_result]],
+          known: Mapping[str, str]) -> str:
+    lines = []
+    for rel, entry, st in entries:
+        if entry.is_symlink():
+            lines.append(f"link:{os.readlink(entry.path)}  l  {rel}\n")
+        else:
+            kind = "x" if st.st_mode & 0o111 else "f"
+            digest = known.get(rel) or file_sha256(Path(entry.path))
+            lines.append(f"{digest}  {kind}  {rel}\n")
+    lines.sort(key=lambda line: line.rsplit("  ", 1)[1].encode())
+    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def directory_hash(root: Path) -> str:
+    return _hash(_walk(root), {})
+
+
+def seen(root: Path, before: Seen | None, known: Mapping[str, str] | None = None) -> Seen:
+    """The tree of `root`, hashed again only when its signature is not `before`'s; `known`:
+    the sha256 (hex) of files below it, by relative path, not read again. One walk gives the
+    signature and what is hashed: a file changed while hashing changed its ctime after the
+    walk, so the next look finds another signature."""
+    entries = _walk(root)
+    now = _signature(entries)
     if before is not None and before.signature == now:
         return before
-    return Seen(now, directory_hash(root))
+    return Seen(now, _hash(entries, known or {}))

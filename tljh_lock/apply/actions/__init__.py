@@ -8,7 +8,7 @@ with the run's scratch as its TMPDIR)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tljh_lock.apply import layout as L
@@ -60,23 +60,25 @@ def execute(step: S.Step, ctx: Context) -> bool:
     return True
 
 
-def _build_hub(step: S.HubBuild, ctx: Context, path: Path) -> None:
-    venv.build_hub(step, ctx, path)
+def _build_hub(step: S.HubBuild, ctx: Context, path: Path) -> Mapping[str, str]:
+    known = venv.build_hub(step, ctx, path)
     if step.plugins:
         tljh.check_plugins(step, ctx, path)
+    return known
 
 
-def _build(step: S.BuildStep, ctx: Context, build: Callable[[Path], None]) -> None:
+def _build(step: S.BuildStep, ctx: Context,
+           build: Callable[[Path], Mapping[str, str] | None]) -> None:
     """Build the step's directory afresh (one left by an interrupted run goes first), and mark
-    it complete last."""
+    it complete last; `build` may return the sha256 of files it knows, for the tree hash."""
     path = ctx.layout.path(f"{L.PREFIX}/{step.directory}")
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        build(path)
+        known = build(path)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
     (path / MARKER).write_text(step.key)
-    ctx.trees[step.directory] = seen(path, None)
+    ctx.trees[step.directory] = seen(path, None, known)

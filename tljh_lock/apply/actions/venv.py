@@ -5,6 +5,7 @@ one verified first (wheel_install.py unpacks them)."""
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from tljh_lock.apply.observe import MARKER, probe
 from tljh_lock.apply.steps import HubBuild, UserEnvStep
 from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.errors import IntegrityError, TljhLockError
-from tljh_lock.core.files import replacing
+from tljh_lock.core.files import CHUNK, replacing
 from tljh_lock.core.runner import run
 
 # The hub's bytecode is written by its first start (it runs as root): see docs/benchmarks.md.
@@ -59,7 +60,9 @@ def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
         )
 
 
-def build_hub(step: HubBuild, ctx: Context, path: Path) -> None:
+def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
+    """Build the hub environment at `path`; the sha256 of the files whose content is known
+    without reading them again (by path below it), for its tree hash."""
     assert step.wheels is not None
     ctx.log(f"creating the hub environment {path} with {step.python}")
     # Debian's python3 without python3-venv has no ensurepip; pip comes from the lock instead.
@@ -67,8 +70,8 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> None:
         tmpdir=ctx.scratch)
     for _, artifact in step.wheels.wheels:
         ctx.artifact(artifact)  # verify everything before installing anything
-    previous, traefik_before = _built_from(ctx.layout.path(f"{L.PREFIX}/{step.reuse_from}")
-                                           if step.reuse_from else None)
+    previous, before = _built_from(ctx.layout.path(f"{L.PREFIX}/{step.reuse_from}")
+                                   if step.reuse_from else None)
     ctx.log(f"installing {len(step.wheels.wheels)} locked wheels")
     installed = install_locked(ctx, path / "bin" / "python3", step.wheels,
                                what="installing the hub set", bytecode=HUB_BYTECODE,
@@ -80,33 +83,53 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> None:
         linked = [dist for dist in installed if dist.linked]
         ctx.log(f"{len(linked)} of {len(installed)} distributions linked from "
                 f"{step.reuse_from}, unchanged")
+    known = recorded_hashes(path, installed)
     if step.traefik:
         artifact, binary = step.traefik
         dest = path / "bin" / "traefik"
-        if previous is not None and traefik_before == artifact.sha256 and _link(
+        digest = before.get("traefik-binary") if before.get("traefik") == artifact.sha256 \
+            else None
+        if previous is not None and isinstance(digest, str) and _link(
                 Path(previous.prefix) / "bin" / "traefik", dest):
             ctx.log(f"traefik linked from {step.reuse_from}, unchanged")
         else:
             ctx.log(f"installing traefik from {artifact.name}")
-            install_binary(ctx.artifact(artifact), binary, dest, what="traefik")
-        built_from["traefik"] = artifact.sha256
+            digest = install_binary(ctx.artifact(artifact), binary, dest, what="traefik")
+        built_from.update({"traefik": artifact.sha256, "traefik-binary": digest})
+        known["bin/traefik"] = digest
     (path / BUILT_FROM).write_text(json.dumps(built_from, indent=1, sort_keys=True) + "\n")
+    return known
 
 
-def _built_from(previous: Path | None) -> tuple[wheel_install.Previous | None, str | None]:
+def recorded_hashes(prefix: Path, installed: list[wheel_install.Installed]) -> dict[str, str]:
+    """The sha256 (hex) that the RECORDs of `installed` give their files, by path below
+    `prefix`: installer hashed each as it wrote it, or linked it from a tree checked as
+    built. A path two RECORDs name is left out (which one's content is there is not known)."""
+    found: dict[str, str] = {}
+    twice: set[str] = set()
+    for dist in installed:
+        root = os.path.dirname(os.path.dirname(dist.record))
+        for rel, digest in wheel_install.record_hashes(dist.record):
+            path = os.path.relpath(os.path.normpath(os.path.join(root, rel)), prefix)
+            if path in found:
+                twice.add(path)
+            found[path] = digest
+    return {path: digest for path, digest in found.items()
+            if path not in twice and not path.startswith("..")}
+
+
+def _built_from(previous: Path | None) -> tuple[wheel_install.Previous | None, dict[str, object]]:
     """The previous hub environment's record of what it was built from; none when it has
     none (built before this record existed) or it cannot be read."""
     if previous is None:
-        return None, None
+        return None, {}
     try:
         data = json.loads((previous / BUILT_FROM).read_text())
         records = {sha256: os.path.abspath(previous / record)
                    for sha256, record in data["wheels"].items()}
-        traefik = data.get("traefik")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, None
-    return wheel_install.Previous(os.path.abspath(previous), records), traefik if isinstance(
-        traefik, str) else None
+        return None, {}
+    return wheel_install.Previous(os.path.abspath(previous), records), data
 
 
 def _link(there: Path, here: Path) -> bool:
@@ -168,8 +191,9 @@ def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, 
     return installed
 
 
-def install_binary(archive: Path, member: str, dest: Path, what: str) -> None:
-    """Copy one regular file out of a release tarball (traefik's binary) as an executable."""
+def install_binary(archive: Path, member: str, dest: Path, what: str) -> str:
+    """Copy one regular file out of a release tarball (traefik's binary) as an executable;
+    its sha256."""
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             found = next((m for m in tar if m.name.lstrip("./") == member), None)
@@ -177,7 +201,11 @@ def install_binary(archive: Path, member: str, dest: Path, what: str) -> None:
                 raise IntegrityError(f"{what}: {archive.name} has no regular file {member!r}")
             extracted = tar.extractfile(found)
             assert extracted is not None
+            digest = hashlib.sha256()
             with extracted, replacing(dest, 0o755, exclusive=True) as out:
-                shutil.copyfileobj(extracted, out)
+                for chunk in iter(lambda: extracted.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
     except tarfile.TarError as exc:
         raise IntegrityError(f"{what}: {archive.name} is not a readable archive: {exc}") from None
+    return digest.hexdigest()

@@ -16,6 +16,7 @@ again as installer writes them, so the result is what unpacking gives."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import csv
 import io
@@ -269,6 +270,16 @@ def _modules(record: str, root: str, env: Environment) -> list[str]:
         full = os.path.normpath(os.path.join(root, row[0]))
         if full.endswith(".py") and any(full.startswith(site + os.sep) for site in env.sites):
             found.append(full)
+    return found
+
+
+def record_hashes(record: str) -> list[tuple[str, str]]:
+    """(path as the RECORD has it, sha256 in hex) of each of its rows with a sha256."""
+    found = []
+    for row in _rows(record):
+        if len(row) >= 2 and row[1].startswith("sha256="):
+            value = row[1][len("sha256="):]
+            found.append((row[0], base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()))
     return found
 
 
