@@ -12,11 +12,11 @@ of the same image, in the same run, rounds interleaved:
   --upgrade` of the hub's requirement ranges from PyPI (with the TLJH and test-plugin wheels
   built from the source pins, which are not on PyPI), the same for the user environment's
   ranges, the traefik and Node.js tarballs unpacked (the bundle's own files: their hosts are
-  out of reach here),
-  and `npm install` of configurable-http-proxy with that Node.js's npm from the npm registry,
-  all with cold caches. Before the clock starts, python3-venv is installed with apt (TLJH's
-  installer does that too; the servers' image lacks it on purpose) and the host's resolver
-  and trust store are copied in (this site's TLS-intercepting proxy).
+  out of reach here), and `npm install` of configurable-http-proxy with that Node.js's npm
+  from the npm registry, all with cold caches. Before the clock starts, python3-venv and
+  xz-utils (for Node.js's .tar.xz) are installed with apt (TLJH's installer installs
+  python3-venv too; the servers' image lacks both) and the host's resolver and trust store
+  are copied in (this site's TLS-intercepting proxy).
 
 Neither side is charged for booting or unpacking its machine.
 """
@@ -135,7 +135,7 @@ class _Inputs:
 def _tljh_round(m: BootedMachine, inputs: _Inputs) -> dict[str, float]:
     m.copy_in("/etc/resolv.conf", "/etc/resolv.conf", mode=0o644)
     m.copy_in(CA, CA, mode=0o644)
-    m.run("apt-get update -q && apt-get install -y -q python3-venv", timeout=900,
+    m.run("apt-get update -q && apt-get install -y -q python3-venv xz-utils", timeout=900,
           env={"DEBIAN_FRONTEND": "noninteractive"})
     pip = {"PIP_CERT": CA}
     node = "/opt/tljh/node"
@@ -181,10 +181,13 @@ def main(built: dict[str, Any], hub: HubSet, work: Path) -> list[tuple[str, floa
     for _ in range(ROUNDS):
         with BootedMachine(rootfs, work / "machines", {built["dir"]: "/mnt/bundles"}) as m:
             rows = _apply_round(m)
+        print("apply machine: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items()),
+              file=sys.stderr)
         with BootedMachine(rootfs, work / "machines", {inputs.dir: "/mnt/inputs"},
                            network=()) as m:
             rows.update(_tljh_round(m, inputs))
-        print("round: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items()), file=sys.stderr)
+        print("round, both machines: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items()),
+              file=sys.stderr)
         for name, secs in rows.items():
             timings.setdefault(name, []).append(secs)
     return [(name, statistics.median(values)) for name, values in timings.items()]
