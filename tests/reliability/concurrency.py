@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Optional
 
 from tests.reliability.harness import Result, Watch, World, clear
@@ -26,6 +28,18 @@ def _wait_for(proc: subprocess.Popen[str], watch: Watch, ready, timeout: float =
             return True
         time.sleep(0.003)
     return False
+
+
+@contextmanager
+def _paused(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """The apply stopped where it is, holding its lock, while the second command runs: a
+    step that lasts a tenth of a second (a hub upgrade that links) is over before a second
+    python has started."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
 
 
 def _finish(world: World, mode: str, first: subprocess.Popen[str], watch: Watch,
@@ -73,14 +87,19 @@ def two_applies(world: World, mode: str, when: str, offset: Optional[float]) -> 
     first = _start(world, label)
     if offset is not None:
         time.sleep(offset)
-    elif when == "the installer runs":
-        _wait_for(first, watch, installing)
-    else:  # the first holds the lock
-        _wait_for(first, watch, lambda: (world.root / "opt/tljh/state/apply.lock").exists())
-    second = world.run(world.apply_argv(label))
+        second = world.run(world.apply_argv(label))
+    else:
+        ready = installing if when == "the installer runs" else (
+            lambda: (world.root / "opt/tljh/state/apply.lock").exists())
+        if not _wait_for(first, watch, ready):
+            problems.append(f"the first apply ended before {when}: the case tested nothing")
+        with _paused(first):
+            second = world.run(world.apply_argv(label))
     files, size, out, err = _finish(world, mode, first, watch, problems)
     outcome = _one_won((first.returncode, out, err),
                        (second.returncode, second.stdout, second.stderr), problems)
+    if offset is None and not outcome.startswith("the second refused"):
+        problems.append("the second ran while the first held the lock, and did not refuse")
     name = f"two applies, {mode}, the second " + (
         f"{offset * 1000:.0f} ms after the first" if offset is not None else f"when {when}")
     return Result("concurrency", name, not problems,
@@ -130,10 +149,13 @@ def rollback_during_apply(world: World) -> Result:
                                world.references["upgrade"]["opt/tljh/hub"].digest))
     installing = _installing(world)
     first = _start(world, "new")
-    _wait_for(first, watch, installing)
-    rollback = world.run(world.tool("rollback", "--root", world.root))
-    problems = [] if rollback.returncode != 0 and REFUSAL in rollback.stderr else [
-        f"rollback during an apply: exit {rollback.returncode}: {rollback.stderr[-200:]}"]
+    problems = [] if _wait_for(first, watch, installing) else [
+        "the upgrade ended before its installer was seen: the case tested nothing"]
+    with _paused(first):
+        rollback = world.run(world.tool("rollback", "--root", world.root))
+    if rollback.returncode == 0 or REFUSAL not in rollback.stderr:
+        problems.append(f"rollback during an apply: exit {rollback.returncode}: "
+                        f"{rollback.stderr[-200:]}")
     files, size, _, _ = _finish(world, "upgrade", first, watch, problems)
     return Result("concurrency", "rollback while an upgrade runs", not problems,
                   f"rollback exit {rollback.returncode}" +
