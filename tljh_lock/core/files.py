@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -36,6 +37,20 @@ def sha256_file(path: Path) -> tuple[str, int]:
 
 def file_sha256(path: Path) -> str:
     return sha256_file(path)[0]
+
+
+def link_regular(there: str, here: str, size: int | None = None) -> bool:
+    """Hard-link `there` as `here` when it is a regular file (of `size` bytes, if given): a
+    symlink, a directory or a file of another size is not the one recorded, so nothing is
+    made and False returned."""
+    try:
+        st = os.lstat(there)
+        if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+            return False
+        os.link(there, here)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def fsync_dir(path: Path) -> None:

@@ -23,7 +23,7 @@ from tljh_lock.apply.observe import MARKER, probe
 from tljh_lock.apply.steps import HubBuild, UserEnvStep
 from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.errors import IntegrityError, TljhLockError
-from tljh_lock.core.files import CHUNK, replacing
+from tljh_lock.core.files import CHUNK, link_regular, replacing
 from tljh_lock.core.runner import run
 
 # The hub's bytecode is written by its first start (it runs as root): see docs/benchmarks.md.
@@ -89,8 +89,8 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
         dest = path / "bin" / "traefik"
         digest = before.get("traefik-binary") if before.get("traefik") == artifact.sha256 \
             else None
-        if previous is not None and isinstance(digest, str) and _link(
-                Path(previous.prefix) / "bin" / "traefik", dest):
+        if previous is not None and isinstance(digest, str) and link_regular(
+                os.path.join(previous.prefix, "bin", "traefik"), str(dest)):
             ctx.log(f"traefik linked from {step.reuse_from}, unchanged")
         else:
             ctx.log(f"installing traefik from {artifact.name}")
@@ -130,17 +130,6 @@ def _built_from(previous: Path | None) -> tuple[wheel_install.Previous | None, d
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, {}
     return wheel_install.Previous(os.path.abspath(previous), records), data
-
-
-def _link(there: Path, here: Path) -> bool:
-    """Link the regular file `there` as `here`; False when it is not one."""
-    try:
-        if not there.is_file() or there.is_symlink():
-            return False
-        os.link(there, here)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def install_user_env(step: UserEnvStep, ctx: Context) -> None:

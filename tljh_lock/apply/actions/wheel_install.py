@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from installer.utils import Scheme, parse_entrypoints
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from tljh_lock.core.errors import IntegrityError
+from tljh_lock.core.files import link_regular
 from tljh_lock.core.runner import run
 
 INSTALLER = b"tljh-lock\n"
@@ -239,16 +239,11 @@ def _link_installed(env: Environment, prefix: str, record: str,
         if not there.startswith(prefix + os.sep):
             return None
         here = env.prefix + there[len(prefix):]
-        try:
-            st = os.lstat(there)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != int(row[2]):
-                return None
-            parent = os.path.dirname(here)
-            if parent not in made:
-                os.makedirs(parent, exist_ok=True)
-                made.add(parent)
-            os.link(there, here)
-        except FileNotFoundError:
+        parent = os.path.dirname(here)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        if not link_regular(there, here, int(row[2])):
             return None
         linked += 1
         written.append((scheme, RecordEntry(name, Hash.parse(row[1]), int(row[2]))))
