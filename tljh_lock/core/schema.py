@@ -5,6 +5,7 @@ A malformed lock must fail with `packages[4].wheels[2].hashes: ...`, not a KeyEr
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -131,7 +132,14 @@ class Table:
         values = self.strings(key, optional)
         for index, value in enumerate(values):
             try:
-                Requirement(value)
+                parse_requirement(value)
             except InvalidRequirement as exc:
                 self.fail(f"not a valid requirement: {exc}", f"{key}[{index}]")
         return values
+
+
+@functools.cache
+def parse_requirement(text: str) -> Requirement:
+    """`text` parsed (InvalidRequirement if it is not one), once per run: a lock names the
+    same requirements in many packages and components, and apply plans twice."""
+    return Requirement(text)

@@ -7,18 +7,18 @@ installable the same way."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from packaging.markers import Marker
-from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 
-from tljh_lock.core.schema import Table
+from tljh_lock.core.schema import Table, parse_requirement
 from tljh_lock.core.targets import Target
 from tljh_lock.lock.model import Artifact, Problem, Proof, parse_targets
 from tljh_lock.lock.plugins import Plugin
@@ -175,12 +175,7 @@ class Package:
         return data
 
     def applies_to(self, target: Target) -> bool:
-        env = target.marker_environment()
-        if self.marker and not Marker(self.marker).evaluate(env):
-            return False
-        return not self.requires_python or SpecifierSet(self.requires_python).contains(
-            target.python, prereleases=True
-        )
+        return _applies(self.marker, self.requires_python, target)
 
     def wheel_for(self, target: Target) -> Artifact | None:
         """The wheel pip would pick on `target`: the one whose best tag ranks highest."""
@@ -293,13 +288,23 @@ class Component:
     def summary(self) -> str:
         files = sum(len(p.wheels) + (1 if p.sdist else 0) for p in self.packages)
         versions = {p.name: p.version for p in self.packages}
-        root_names = {canonicalize_name(Requirement(root).name) for root in self.roots}
+        root_names = {canonicalize_name(parse_requirement(root).name) for root in self.roots}
         heads = ", ".join(f"{n} {versions[n]}" for n in sorted(versions) if n in root_names)
         sources = ", ".join(f"{s.name} {s.version} @ {s.commit[:12]}" for s in self.sources)
         return (
             f"{len(self.packages)} packages, {files} files, {len(self.build_packages)} build "
             f"packages; roots: {heads}" + (f"; sources: {sources}" if sources else "")
         )
+
+
+@functools.cache
+def _applies(marker: str | None, requires_python: str | None, target: Target) -> bool:
+    """Whether a package with this marker and requires-python is installed on `target`;
+    once per run for each (a lock's packages share a few, and apply plans twice)."""
+    if marker and not Marker(marker).evaluate(target.marker_environment()):
+        return False
+    return not requires_python or SpecifierSet(requires_python).contains(
+        target.python, prereleases=True)
 
 
 def prove_on(component: Component, target: Target) -> tuple[int, list[Problem]]:
@@ -321,7 +326,8 @@ def prove_on(component: Component, target: Target) -> tuple[int, list[Problem]]:
                              "target", p.name, p.version)
                      for p in component.build_packages if p.applies_to(target)
                      and p.wheel_for(target) is None and any(
-                         canonicalize_name(Requirement(r).name) == p.name for r in build_roots)]
+                         canonicalize_name(parse_requirement(r).name) == p.name
+                         for r in build_roots)]
     return len(used), problems
 
 
@@ -335,7 +341,7 @@ def walk(
     problems: list[Problem] = []
     used: dict[NormalizedName, Package] = {}
     seen: set[tuple[NormalizedName, frozenset[str]]] = set()
-    queue = deque((Requirement(r), label) for r in roots)
+    queue = deque((parse_requirement(r), label) for r in roots)
     while queue:
         requirement, parent = queue.popleft()
         name = canonicalize_name(requirement.name)
@@ -365,7 +371,7 @@ def walk(
                     f"{', '.join(w.name for w in package.wheels) or 'none'})", name,
                     package.version))
         for dependency in package.dependencies:
-            dep = Requirement(dependency)
+            dep = parse_requirement(dependency)
             if dep.marker is None or any(
                 dep.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)
             ):
