@@ -23,7 +23,7 @@ from tljh_lock.apply.observe import MARKER, probe
 from tljh_lock.apply.steps import HubBuild, UserEnvStep
 from tljh_lock.apply.wheels import WheelSet
 from tljh_lock.core.errors import IntegrityError, TljhLockError
-from tljh_lock.core.files import CHUNK, link_regular, replacing
+from tljh_lock.core.files import CHUNK, link_regular
 from tljh_lock.core.runner import run
 
 # The hub's bytecode is written by its first start (it runs as root): see docs/benchmarks.md.
@@ -181,8 +181,8 @@ def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, 
 
 
 def install_binary(archive: Path, member: str, dest: Path, what: str) -> str:
-    """Copy one regular file out of a release tarball (traefik's binary) as an executable;
-    its sha256."""
+    """Copy one regular file out of a release tarball (traefik's binary) as the new executable
+    `dest`; its sha256."""
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             found = next((m for m in tar if m.name.lstrip("./") == member), None)
@@ -191,7 +191,11 @@ def install_binary(archive: Path, member: str, dest: Path, what: str) -> str:
             extracted = tar.extractfile(found)
             assert extracted is not None
             digest = hashlib.sha256()
-            with extracted, replacing(dest, 0o755, exclusive=True) as out:
+            # Into a directory being built (removed if the build fails, in use only once
+            # marked complete): written in place, not synced, as the installer's files are.
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o700)
+            with extracted, open(fd, "wb") as out:
+                os.fchmod(fd, 0o755)  # not the umask's say
                 for chunk in iter(lambda: extracted.read(CHUNK), b""):
                     digest.update(chunk)
                     out.write(chunk)
