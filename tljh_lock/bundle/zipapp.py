@@ -57,25 +57,17 @@ VENDORED = (
 
 SHEBANG = b"#!/usr/bin/env python3\n"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
-MAIN = b'''\
-import sys
-
-if sys.version_info < (3, 9):
-    sys.exit("tljh-lock needs python 3.9 or newer, this is " + sys.version.split()[0])
-
-from tljh_lock.cli.main import main
-
-sys.exit(main())
-'''
+# The archive's __main__.py: this module's text (it says why it unpacks the archive first).
+MAIN_SOURCE = "tljh_lock/pyz_main.py"
 
 
 def carried(rel: str) -> bool:
-    """Whether the zipapp holds the package file `rel` (`tljh_lock/...`): not bytecode, and
-    not the maintainer side, which needs what a server lacks."""
+    """Whether the zipapp holds the package file `rel` (`tljh_lock/...`): not bytecode, not
+    the maintainer side, which needs what a server lacks, and not the archive's __main__."""
     module = rel[:-len(".py")] if rel.endswith(".py") else rel
     dotted = module.replace("/", ".")
     return ("__pycache__" not in rel.split("/") and not rel.endswith(".pyc")
-            and not any(dotted == side or dotted.startswith(side + ".")
+            and rel != MAIN_SOURCE and not any(dotted == side or dotted.startswith(side + ".")
                         for side in tljh_lock.MAINTAINER_SIDE))
 
 
@@ -112,7 +104,8 @@ def _wheel_files(store: Store) -> dict[str, bytes]:
 
 def build(store: Store) -> bytes:
     """The zipapp's bytes."""
-    entries = {**_wheel_files(store), **package_files(), "__main__.py": MAIN}
+    entries = {**_wheel_files(store), **package_files(),  # which checks the package is a dir
+               "__main__.py": (Path(tljh_lock.__file__).parents[1] / MAIN_SOURCE).read_bytes()}
     buffer = io.BytesIO()
     buffer.write(SHEBANG)
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
