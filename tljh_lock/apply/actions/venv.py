@@ -11,6 +11,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -72,31 +73,38 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
         ctx.artifact(artifact)  # verify everything before installing anything
     previous, before = _built_from(ctx.layout.path(f"{L.PREFIX}/{step.reuse_from}")
                                    if step.reuse_from else None)
-    ctx.log(f"installing {len(step.wheels.wheels)} locked wheels")
-    installed = install_locked(ctx, path / "bin" / "python3", step.wheels,
-                               what="installing the hub set", bytecode=HUB_BYTECODE,
-                               previous=previous)
-    built_from: dict[str, object] = {"wheels": {
-        artifact.sha256: os.path.relpath(dist.record, path)
-        for (_, artifact), dist in zip(step.wheels.wheels, installed)}}
+    built_from: dict[str, object] = {}
+    with wheel_install.workers() as pool:
+        traefik: Future[str] | str | None = None
+        if step.traefik:
+            artifact, binary = step.traefik
+            dest = path / "bin" / "traefik"
+            kept = before.get("traefik-binary") if before.get("traefik") == \
+                artifact.sha256 else None
+            if previous is not None and isinstance(kept, str) and link_regular(
+                    os.path.join(previous.prefix, "bin", "traefik"), str(dest)):
+                ctx.log(f"traefik linked from {step.reuse_from}, unchanged")
+                traefik = kept
+            else:
+                # Decompressing it takes a second of one core: beside the wheels
+                ctx.log(f"installing traefik from {artifact.name}")
+                args = (ctx.artifact(artifact), binary, dest, "traefik")
+                traefik = pool.submit(install_binary, *args) if pool else install_binary(*args)
+            built_from.update({"traefik": artifact.sha256})
+        ctx.log(f"installing {len(step.wheels.wheels)} locked wheels")
+        installed = install_locked(ctx, path / "bin" / "python3", step.wheels,
+                                   what="installing the hub set", bytecode=HUB_BYTECODE,
+                                   previous=previous, pool=pool)
+        digest = traefik.result() if isinstance(traefik, Future) else traefik
+    built_from["wheels"] = {artifact.sha256: os.path.relpath(dist.record, path)
+                            for (_, artifact), dist in zip(step.wheels.wheels, installed)}
     if previous is not None:
         linked = [dist for dist in installed if dist.linked]
         ctx.log(f"{len(linked)} of {len(installed)} distributions linked from "
                 f"{step.reuse_from}, unchanged")
     known = recorded_hashes(path, installed)
-    if step.traefik:
-        artifact, binary = step.traefik
-        dest = path / "bin" / "traefik"
-        digest = before.get("traefik-binary") if before.get("traefik") == artifact.sha256 \
-            else None
-        if previous is not None and isinstance(digest, str) and link_regular(
-                os.path.join(previous.prefix, "bin", "traefik"), str(dest)):
-            ctx.log(f"traefik linked from {step.reuse_from}, unchanged")
-        else:
-            ctx.log(f"installing traefik from {artifact.name}")
-            digest = install_binary(ctx.artifact(artifact), binary, dest, what="traefik")
-        built_from.update({"traefik": artifact.sha256, "traefik-binary": digest})
-        known["bin/traefik"] = digest
+    if digest is not None:
+        built_from["traefik-binary"] = known["bin/traefik"] = digest
     (path / BUILT_FROM).write_text(json.dumps(built_from, indent=1, sort_keys=True) + "\n")
     return known
 
@@ -157,24 +165,26 @@ def install_user_env(step: UserEnvStep, ctx: Context) -> None:
     ctx.log(f"installing {len(step.wheels.wheels)} locked wheels into {prefix}")
     # Users' servers import it as the users, who cannot write its bytecode: every start
     # would compile all of jupyter_server and jupyterlab again (seconds per spawn).
-    install_locked(ctx, python, step.wheels, what="installing the user set", bytecode=True)
+    with wheel_install.workers() as pool:
+        install_locked(ctx, python, step.wheels, what="installing the user set",
+                       bytecode=True, pool=pool)
     (prefix / MARKER).write_text(step.key)
 
 
 def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
-                   bytecode: bool, previous: wheel_install.Previous | None = None
-                   ) -> list[wheel_install.Installed]:
+                   bytecode: bool, previous: wheel_install.Previous | None = None,
+                   pool: Executor | None = None) -> list[wheel_install.Installed]:
     """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
     has packages of its own (the user environment's conda packages), each checked to be what
-    its file name says before it is opened, what `previous` has of the same wheels linked.
-    `bytecode`: compiled once all are in."""
+    its file name says before it is opened, what `previous` has of the same wheels linked,
+    in `pool`'s processes (wheel_install.workers). `bytecode`: compiled once all are in."""
     env = wheel_install.Environment.of(env_python, ctx.scratch)
     files = []
     for name, artifact in wheels.wheels:
         path = ctx.artifact(artifact)
         check_wheel_metadata(path, name, what)
         files.append(wheel_install.Wheel(name, path, artifact.sha256))
-    installed = wheel_install.install_wheels(env, files, what, previous)
+    installed = wheel_install.install_wheels(env, files, what, previous, pool)
     if bytecode:
         wheel_install.compile_bytecode(env, installed, ctx.scratch, what)
     return installed

@@ -25,6 +25,9 @@ import multiprocessing
 import os
 import shutil
 import zipfile
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -145,26 +148,38 @@ class Wheel:
     sha256: str
 
 
+@contextmanager
+def workers() -> Iterator[Executor | None]:
+    """Two worker processes, where there are two cores (None on one), for a build to share
+    between its wheels and its other work (traefik's binary); after a failure they take no
+    more. fork: the zipapp's modules are already imported (a spawned child could not import
+    them from a zip that is the __main__), and nothing in apply runs threads."""
+    if (os.cpu_count() or 1) < 2:
+        yield None
+        return
+    pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(
+        "fork"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def install_wheels(env: Environment, wheels: list[Wheel], what: str,
-                   previous: Previous | None = None) -> list[Installed]:
+                   previous: Previous | None = None, pool: Executor | None = None
+                   ) -> list[Installed]:
     """Install each wheel into `env`, replacing any distribution of the same name it has (the
-    user environment holds conda's), linking what `previous` installed from the same wheel; on
-    both cores when there are enough of them. The results are in the order of `wheels`."""
-    if len(wheels) < _PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+    user environment holds conda's), linking what `previous` installed from the same wheel; in
+    `pool`'s processes when there are enough wheels, else in this one. The results are in
+    the order of `wheels`."""
+    if pool is None or len(wheels) < _PARALLEL_FROM:
         return [install_one(env, wheel, what, previous) for wheel in wheels]
     # Largest first, so that neither process is left with one big wheel at the end.
     order = sorted(range(len(wheels)), key=lambda i: wheels[i].path.stat().st_size,
                    reverse=True)
-    # fork: the zipapp's modules are already imported (a spawned child could not import them
-    # from a zip that is the __main__), and nothing in apply runs threads.
-    context = multiprocessing.get_context("fork")
-    pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=context)
-    try:
-        done = pool.map(install_one, [env] * len(order), [wheels[i] for i in order],
-                        [what] * len(order), [previous] * len(order))
-        by_index = dict(zip(order, done))
-    finally:  # after a failure, install no more
-        pool.shutdown(cancel_futures=True)
+    done = pool.map(install_one, [env] * len(order), [wheels[i] for i in order],
+                    [what] * len(order), [previous] * len(order))
+    by_index = dict(zip(order, done))
     return [by_index[i] for i in range(len(wheels))]
 
 
