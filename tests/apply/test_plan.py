@@ -157,6 +157,16 @@ def test_a_fresh_server_runs_every_step() -> None:
     proxy = planned.steps[2]
     assert isinstance(proxy, ProxyBuild) and proxy.tarballs == (PROXY_TGZ,)
     assert [name for name, _ in proxy.project] == ["package-lock.json", "package.json"]
+    # a first install installs the user set; nothing is installed "again"
+    assert "again" not in planned.steps[3].summary
+
+
+def test_a_locked_distribution_gone_from_the_user_environment_is_installed_again() -> None:
+    lock = full_lock()
+    applied = as_applied(plan(lock, "0" * 64, FRESH, PYTHON, NOTHING_BUILT))
+    removed = dataclasses.replace(applied, installed={"user": {"pip": "24.3.1"}})
+    [user] = plan(lock, "0" * 64, removed, PYTHON, NOTHING_BUILT).pending
+    assert user.id == "user-env" and user.summary.endswith("(again: jupyterlab 4.3.4)")
 
 
 def test_a_server_as_applied_runs_nothing_and_planning_is_repeatable() -> None:

@@ -317,7 +317,9 @@ def _user_step(lock: Lock, observed: Observed, built: BuiltWheels, arch: str) ->
     return UserEnvStep(
         id="user-env", summary=f"user environment {L.USER}: Miniforge {installer[0].version}, "
         f"{len(wheels.wheels)} wheels for {targets[0].name}"
-        + (f" (again: {', '.join(moved)})" if moved else ""), key=key,
+        # "again" only where there is an environment: a first install installs them all
+        + (f" (again: {', '.join(moved)})" if moved and observed.installed.get("user")
+           else ""), key=key,
         done=observed.markers.get(L.USER.rsplit("/", 1)[1]) == key and not moved,
         installer=installer[1].artifact,
         target=targets[0], wheels=wheels)
