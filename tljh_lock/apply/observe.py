@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -272,10 +271,10 @@ class Interpreter:
 
 
 def probe(python: str) -> Interpreter:
-    """What `python` is. The interpreter running this is asked in-process (a second one's
-    start costs a no-op apply a tenth of its time): the answers are the binary's own."""
-    found = shutil.which(python)
-    if found is not None and os.path.realpath(found) == os.path.realpath(sys.executable):
+    """What `python` is. The interpreter running this, named by its path, is asked
+    in-process (a second one's start costs a no-op apply a tenth of its time): the answers
+    are the binary's own. A bare name is found on the runner's PATH, not this process's."""
+    if os.path.isabs(python) and os.path.realpath(python) == os.path.realpath(sys.executable):
         data = eval(_FACTS, {"platform": platform, "sys": sys})  # noqa: S307 (our constant)
     else:
         data = json.loads(run([python, "-c", f"import json, platform, sys; print(json.dumps("
