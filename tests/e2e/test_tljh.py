@@ -68,7 +68,12 @@ def suite(m: BootedMachine, label: str, layout: str, problems: list[str]) -> Non
                for o in (tljh_suite.PASSED, tljh_suite.FAILED, tljh_suite.SKIPPED,
                          tljh_suite.XFAILED)}
     print(f"[e2e] TLJH {label} suite, {layout}: {summary}")
-    problems += [f"TLJH {label}, {layout}: {p}" for p in tljh_suite.check(results, label)]
+    found = tljh_suite.check(results, label)
+    if found:  # what the hub, the proxy and traefik said, beside the suite's report
+        (REPORTS / f"{layout}-{label}.journal").write_text(m.run(
+            ["journalctl", "--no-pager", "-u", "jupyterhub", "-u", "configurable-http-proxy",
+             "-u", "traefik"], check=False, timeout=120).stdout)
+    problems += [f"TLJH {label}, {layout}: {p}" for p in found]
 
 
 def session(m: BootedMachine, action: str, python: str = tljh_suite.HUB_PYTHON
