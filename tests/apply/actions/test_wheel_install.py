@@ -58,8 +58,18 @@ def wheels_of(*paths: Path) -> list[wheel_install.Wheel]:
             for p in paths]
 
 
+def data_wheel(directory: Path) -> Path:
+    """A wheel with a file in each of its .data directory's schemes but purelib's."""
+    return build_wheel(directory, "fx-data", "1.0", files={
+        "fx_data/__init__.py": "",
+        "fx_data-1.0.data/scripts/fx-legacy": "#!python\nprint('legacy')\n",
+        "fx_data-1.0.data/platlib/fx_data_native.py": "",
+        "fx_data-1.0.data/headers/fx_data.h": "int fx;\n",
+        "fx_data-1.0.data/data/share/fx-data/readme.txt": "hello\n"})
+
+
 def test_same_files_as_pip_and_pip_manages_the_result(tmp_path: Path) -> None:
-    wheels = [installer_wheel(), fx_wheel(tmp_path / "w")]
+    wheels = [installer_wheel(), fx_wheel(tmp_path / "w"), data_wheel(tmp_path / "w")]
     ours = venv(tmp_path / "ours")
     env = wheel_install.Environment.of(ours, None)
     installed = wheel_install.install_wheels(env, wheels_of(*wheels), "test")
@@ -67,8 +77,8 @@ def test_same_files_as_pip_and_pip_manages_the_result(tmp_path: Path) -> None:
     # by name from a directory, as apply's pip did: a path would be a direct URL install
     subprocess.run([theirs, wheels[0] / "pip", "install", "--no-index", "--no-deps",
                     "--no-compile", "--find-links", wheels[0].parent, "--find-links",
-                    wheels[1].parent, "pip", "fx-tool"], check=True, capture_output=True,
-                   env=PIP_ENV)
+                    wheels[1].parent, "pip", "fx-tool", "fx-data"], check=True,
+                   capture_output=True, env=PIP_ENV)
     ours_files, pip_files = files_below(tmp_path / "ours"), files_below(tmp_path / "pip")
     assert ours_files == pip_files
     for name in ours_files:
@@ -88,6 +98,9 @@ def test_same_files_as_pip_and_pip_manages_the_result(tmp_path: Path) -> None:
     assert script.read_text().splitlines()[0] == f"#!{ours}"
     assert subprocess.run([script], capture_output=True, text=True,
                           check=True).stdout == "fx-tool\n"
+    # a script the wheel carries: its "#!python" names the venv's python, as pip writes it
+    assert (tmp_path / "ours/bin/fx-legacy").read_bytes() == (
+        tmp_path / "pip/bin/fx-legacy").read_bytes().replace(bytes(theirs), bytes(ours))
     assert {"fx-tool==1.0", f"pip=={wheels[0].name.split('-')[1]}"} <= set(
         pip(ours, "list", "--format=freeze").split())
 
@@ -125,15 +138,22 @@ def pip_version(python: Path) -> str:
                           check=True).stdout.strip()
 
 
-def test_a_member_outside_the_environment_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("member", "message"), [
+    ("fx_tool-1.0.data/scripts/../../../../../escaped", "outside"),
+    ("fx_tool/../../../../../escaped", "outside"),
+    (f"{os.sep}escaped", "outside"),
+    ("fx_tool-1.0.data/elsewhere/escaped", "not in a valid .data directory"),
+])
+def test_a_member_outside_the_environment_is_refused(tmp_path: Path, member: str,
+                                                     message: str) -> None:
     python = venv(tmp_path / "env")
     env = wheel_install.Environment.of(python, None)
     wheel = fx_wheel(tmp_path / "w")
     with zipfile.ZipFile(wheel, "a") as archive:
-        archive.writestr("fx_tool-1.0.data/scripts/../../../../../escaped", "x")
-    with pytest.raises(IntegrityError, match="outside"):
+        archive.writestr(member, "x")
+    with pytest.raises(IntegrityError, match=message):
         wheel_install.install_wheels(env, wheels_of(wheel), "test")
-    assert not (tmp_path / "escaped").exists()
+    assert not list(tmp_path.rglob("escaped"))
 
 
 def tree(prefix: Path) -> dict[str, bytes]:
