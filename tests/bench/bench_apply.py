@@ -17,6 +17,7 @@ Every row starts from a new venv made from the server's python3, and includes ma
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -158,6 +159,19 @@ class HubSet:
                    work / "wheels", requirements, ranges, tljh_wheels, expected)
 
 
+def settle() -> None:
+    """Wait until no inode freed before now costs a row anything. On an ext4 without a journal
+    (this project's hosts) creating a file skips, one block lookup each, the inodes freed in
+    the last minute (longer while their table block is not yet written): right after the
+    previous round's tens of thousands of files were deleted, creating files spent most of
+    its time there (perf: `recently_deleted` under `__ext4_new_inode`), the more the earlier
+    a row came in its round. A server's first install follows no such deletion. So the
+    rounds delete nothing until the run ends, and start a minute after the build's deletions
+    are written out."""
+    os.sync()
+    time.sleep(61)
+
+
 def main(hub: HubSet, work: Path) -> list[tuple[str, float]]:
     """Every row ROUNDS times in directories below `work`; the medians."""
     print(f"hub set: {len(hub.expected)} wheels, "
@@ -165,12 +179,13 @@ def main(hub: HubSet, work: Path) -> list[tuple[str, float]]:
           f"bundle {hub.bundle.stat().st_size / (1 << 20):.1f} MiB; median of {ROUNDS} "
           "rounds", file=sys.stderr)
     timings: dict[str, list[float]] = {}
+    settle()
     for round_ in range(ROUNDS):
+        # kept until the run ends (see settle)
         directory = work / f"round-{round_}"
         directory.mkdir()
         for name, secs in _round(directory, hub):
             timings.setdefault(name, []).append(secs)
-        shutil.rmtree(directory)
     return [(name, statistics.median(values)) for name, values in timings.items()]
 
 
