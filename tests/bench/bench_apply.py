@@ -165,9 +165,10 @@ def settle() -> None:
     the last minute (longer while their table block is not yet written): right after the
     previous round's tens of thousands of files were deleted, creating files spent most of
     its time there (perf: `recently_deleted` under `__ext4_new_inode`), the more the earlier
-    a row came in its round. A server's first install follows no such deletion. So the
-    rounds delete nothing until the run ends, and start a minute after the build's deletions
-    are written out."""
+    a row came in its round. A server's first install follows no such deletion. So neither
+    these rounds nor the booted machines' (systemd-nspawn trees on the same file system)
+    delete anything until the run ends, and each section starts a minute after the
+    deletions before it are written out."""
     os.sync()
     time.sleep(61)
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_apply import UPGRADE_PIN, HubSet
+from tests.bench.bench_apply import UPGRADE_PIN, HubSet, settle
 from tests.e2e.machine import BootedMachine, ensure_rootfs
 from tests.e2e.real_bundle import ARCH
 from tests.e2e.test_apply import wait_for_hub
@@ -178,13 +178,16 @@ def main(built: dict[str, Any], hub: HubSet, work: Path) -> list[tuple[str, floa
     print(f"machines from {rootfs.name}; TLJH-style user ranges: {' '.join(inputs.user_ranges)}; "
           f"proxy: {' '.join(inputs.proxy)}; median of {ROUNDS} rounds", file=sys.stderr)
     timings: dict[str, list[float]] = {}
+    settle()
     for _ in range(ROUNDS):
-        with BootedMachine(rootfs, work / "machines", {built["dir"]: "/mnt/bundles"}) as m:
+        # each machine's tree is kept until the run ends, as the apply rounds are (settle)
+        with BootedMachine(rootfs, work / "machines", {built["dir"]: "/mnt/bundles"},
+                           keep=True) as m:
             rows = _apply_round(m)
         print("apply machine: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items()),
               file=sys.stderr)
         with BootedMachine(rootfs, work / "machines", {inputs.dir: "/mnt/inputs"},
-                           network=()) as m:
+                           network=(), keep=True) as m:
             rows.update(_tljh_round(m, inputs))
         print("round, both machines: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items()),
               file=sys.stderr)

@@ -113,11 +113,10 @@ class Environment:
 
 @dataclass(frozen=True)
 class Installed:
-    """One distribution as installed: its RECORD, the modules to compile, and how many of its
-    files were linked from a previous environment."""
+    """One distribution as installed: its RECORD, and how many of its files were linked from a
+    previous environment."""
 
     record: str
-    modules: tuple[str, ...]
     linked: int = 0
 
 
@@ -134,11 +133,12 @@ class Previous:
 
 
 class _Destination(SchemeDictionaryDestination):
-    """installer's own destination, with its file writing made lean for a wheel whose hash the
-    lock vouches for (ten thousand files in the hub: installer's checks per file were a third
-    of the time), and two differences. installer refuses a path that exists: pip overwrites a
-    file another distribution (or a killed install of this one) left, and so does this one.
-    And it refuses a member that would land outside its scheme's directory."""
+    """installer's own destination (its scripts, shebangs and RECORD), whose writing of a file
+    does only what a wheel the lock vouches for needs: the hub's wheels hold ten thousand
+    files, and installer's work per file was a third of the profiled install. Unlike
+    installer's, it overwrites a file that exists, as pip does (another distribution's, or a
+    killed install's), and it refuses a member that would land outside its scheme's
+    directory."""
 
     def __init__(self, scheme_dict: dict[str, str], interpreter: str) -> None:
         super().__init__(scheme_dict, interpreter=interpreter, script_kind="posix")
@@ -232,21 +232,16 @@ def install_one(env: Environment, wheel: Wheel, what: str,
             # installer reads name and version from the zip's file name; the store names
             # files by hash, so give it the wheel's own name.
             archive.filename = file_name
-            dist_info = _unpack(WheelFile(archive), archive, destination)
+            return Installed(_unpack(WheelFile(archive), archive, destination))
     except (zipfile.BadZipFile, ValueError, InstallerError) as exc:  # about the wheel
         raise IntegrityError(f"{what}: {file_name} cannot be installed: {exc}") from None
-    # the wheel's root went to purelib or platlib (its WHEEL says which), its RECORD with it
-    root = next(site for site in (env.schemes["purelib"], env.schemes["platlib"])
-                if os.path.exists(os.path.join(site, dist_info, "RECORD")))
-    record = os.path.join(root, dist_info, "RECORD")
-    return Installed(record, tuple(_modules(record, root, env)))
 
 
 def _unpack(source: WheelFile, archive: zipfile.ZipFile, destination: _Destination) -> str:
     """What installer.install does, writing the same files and the same RECORD (in the same
     order), without its per-file work that a locked wheel does not need: its scheme is found
     by one prefix test, and the wheel's own RECORD is not read (the lock's hash vouches for
-    every byte). The name of the wheel's .dist-info."""
+    every byte). The path of the RECORD written (in purelib or platlib, as its WHEEL says)."""
     dist_info, data_dir = source.dist_info_dir, source.data_dir + "/"
     wheel = parse_metadata_file(source.read_dist_info("WHEEL"))
     if not (wheel["Wheel-Version"] or "").startswith("1."):
@@ -284,7 +279,7 @@ def _unpack(source: WheelFile, archive: zipfile.ZipFile, destination: _Destinati
                                                          False)))
     written.append((root, RecordEntry(record, None, None)))
     destination.finalize_installation(root, record, written)
-    return dist_info
+    return os.path.join(os.path.abspath(destination.scheme_dict[root]), record)
 
 
 def _link_installed(env: Environment, prefix: str, record: str,
@@ -340,15 +335,18 @@ def _link_installed(env: Environment, prefix: str, record: str,
     written.append((scheme, RecordEntry(path, None, None)))
     destination.finalize_installation(scheme, path, written)
     here_record = os.path.join(root_here, path)
-    return Installed(here_record, tuple(_modules(here_record, root_here, env)), linked)
+    return Installed(here_record, linked)
 
 
-def _modules(record: str, root: str, env: Environment) -> list[str]:
+def _modules(record: str, env: Environment) -> list[str]:
     """The .py files a RECORD lists in the environment's site directories."""
+    root = os.path.dirname(os.path.dirname(record))  # the directory of its .dist-info
     found = []
     for row in _rows(record):
+        if not row[0].endswith(".py"):
+            continue
         full = os.path.normpath(os.path.join(root, row[0]))
-        if full.endswith(".py") and any(full.startswith(site + os.sep) for site in env.sites):
+        if any(full.startswith(site + os.sep) for site in env.sites):
             found.append(full)
     return found
 
@@ -425,6 +423,6 @@ def compile_bytecode(env: Environment, installed: list[Installed], scratch: Path
     """Bytecode of every installed module. RECORD leaves it out: its source's mtime, which it
     holds, makes two applies differ; the wheel spec has uninstallers remove a module's .pyc
     whether RECORD names it or not, and pip does."""
-    modules = [m for dist in installed for m in dist.modules]
+    modules = [m for dist in installed for m in _modules(dist.record, env)]
     run([env.python, "-c", _COMPILE], what=f"{what}: compiling bytecode", tmpdir=scratch,
         stdin="\n".join(modules))
