@@ -2,7 +2,9 @@
 can uninstall with, console scripts of the venv's python, bytecode compiled afterwards (and
 removed by pip with its module); an installed distribution replaced; a member outside the
 environment refused; a new environment linking what an earlier one has of the same wheels,
-the same as unpacking, and pip's changes to either not reaching the other."""
+the same as unpacking, and pip's changes to either not reaching the other; a wheel installs
+only under its own name and version, whatever its file is called, checked before or, in the
+worker processes, as it is opened."""
 
 from __future__ import annotations
 
@@ -226,3 +228,42 @@ def test_a_changed_file_of_the_previous_environment_is_not_linked(tmp_path: Path
     assert not any(os.path.samefile(p, site_before / p.relative_to(site_after))
                    for p in site_after.rglob("*") if p.is_file()
                    and (site_before / p.relative_to(site_after)).exists())
+
+
+def test_a_wheel_under_another_versions_file_name_is_refused(tmp_path: Path) -> None:
+    old = build_wheel(tmp_path / "old", "fx-hub", "1.0.0")
+    new = build_wheel(tmp_path / "new", "fx-hub", "1.1.0")
+    wheel_install.check_wheel_metadata(new, new.name, "hub")
+    with pytest.raises(IntegrityError, match=r"holds fx-hub 1\.0\.0, not fx-hub 1\.1\.0"):
+        wheel_install.check_wheel_metadata(old, new.name, "hub")
+    other = build_wheel(tmp_path / "other", "fx-web", "1.1.0")
+    with pytest.raises(IntegrityError, match="holds fx-web 1.1.0, not fx-hub 1.1.0"):
+        wheel_install.check_wheel_metadata(other, new.name, "hub")
+    not_a_zip = tmp_path / "fx_hub-1.1.0-py3-none-any.whl"
+    not_a_zip.write_bytes(b"<html>")
+    with pytest.raises(IntegrityError, match="not a wheel"):
+        wheel_install.check_wheel_metadata(not_a_zip, not_a_zip.name, "hub")
+
+
+def test_in_the_workers_a_wheel_is_checked_as_it_is_opened_or_linked(tmp_path: Path) -> None:
+    """checked=False (a new environment): the check comes back from a worker process as the
+    same error, with its hint; a linked wheel is checked too."""
+    fillers = [build_wheel(tmp_path / "w", f"fx-fill{i}", "1.0") for i in range(8)]
+    old = build_wheel(tmp_path / "old", "fx-hub", "1.0.0")
+    resealed = tmp_path / "new" / "fx_hub-1.1.0-py3-none-any.whl"
+    resealed.parent.mkdir()
+    resealed.write_bytes(old.read_bytes())
+    env = wheel_install.Environment.of(venv(tmp_path / "env"), None)
+    with wheel_install.workers() as pool:
+        assert pool is not None, "these tests run on two cores or more"
+        with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0") as got:
+            wheel_install.install_wheels(env, wheels_of(*fillers, resealed), "hub", None, pool,
+                                         checked=False)
+    assert got.value.hint and "do not trust this lock" in got.value.hint
+
+    before = wheel_install.Environment.of(venv(tmp_path / "before"), None)
+    [done] = wheel_install.install_wheels(before, wheels_of(old), "hub")
+    previous = wheel_install.Previous(before.prefix, {wheels_of(resealed)[0].sha256: done.record})
+    after = wheel_install.Environment.of(venv(tmp_path / "after"), None)
+    with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0"):
+        wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, checked=False)

@@ -4,18 +4,13 @@ one verified first (wheel_install.py unpacks them)."""
 
 from __future__ import annotations
 
-import email.parser
 import hashlib
 import json
 import os
 import shutil
 import tarfile
-import zipfile
 from concurrent.futures import Executor, Future
 from pathlib import Path
-
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply.actions import wheel_install
@@ -32,33 +27,6 @@ HUB_BYTECODE = False
 # In a hub environment: what each wheel (by sha256) installed, and traefik's tarball, so that
 # the next generation links what did not change (wheel_install.Previous).
 BUILT_FROM = ".tljh-lock-built-from.json"
-
-
-def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
-    """The wheel is what its locked file name says. A lock whose hashes were edited to name
-    another genuine wheel (resealed, so every hash matches) would otherwise install that other
-    version: pip trusts the file name and does not compare it with the wheel's metadata."""
-    name, version = parse_wheel_filename(file_name)[:2]
-    try:
-        with zipfile.ZipFile(path) as wheel:
-            found = [n for n in wheel.namelist()
-                     if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(found) != 1:
-                raise IntegrityError(f"{what}: {file_name} has no single .dist-info/METADATA")
-            metadata = email.parser.BytesParser().parsebytes(wheel.read(found[0]),
-                                                             headersonly=True)
-    except zipfile.BadZipFile:
-        raise IntegrityError(f"{what}: {file_name} is not a wheel (zip) file") from None
-    meta_name, meta_version = metadata.get("Name", ""), metadata.get("Version", "")
-    try:
-        matches = canonicalize_name(meta_name) == name and Version(meta_version) == version
-    except InvalidVersion:
-        matches = False
-    if not matches:
-        raise IntegrityError(
-            f"{what}: {file_name} holds {meta_name} {meta_version}, not {name} {version}",
-            hint="the lock's hashes name another distribution's file: do not trust this lock",
-        )
 
 
 def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
@@ -94,7 +62,7 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
         ctx.log(f"installing {len(step.wheels.wheels)} locked wheels")
         installed = install_locked(ctx, path / "bin" / "python3", step.wheels,
                                    what="installing the hub set", bytecode=HUB_BYTECODE,
-                                   previous=previous, pool=pool)
+                                   new=True, previous=previous, pool=pool)
         digest = traefik.result() if isinstance(traefik, Future) else traefik
     built_from["wheels"] = {artifact.sha256: os.path.relpath(dist.record, path)
                             for (_, artifact), dist in zip(step.wheels.wheels, installed)}
@@ -171,24 +139,25 @@ def install_user_env(step: UserEnvStep, ctx: Context) -> None:
     # would compile all of jupyter_server and jupyterlab again (seconds per spawn).
     with wheel_install.workers() as pool:
         install_locked(ctx, python, step.wheels, what="installing the user set",
-                       bytecode=True, pool=pool)
+                       bytecode=True, new=False, pool=pool)
     (prefix / MARKER).write_text(step.key)
 
 
 def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, *,
-                   bytecode: bool, previous: wheel_install.Previous | None = None,
+                   bytecode: bool, new: bool, previous: wheel_install.Previous | None = None,
                    pool: Executor | None = None) -> list[wheel_install.Installed]:
-    """Install exactly `wheels` into the environment of `env_python`: a new one, or one that
-    has packages of its own (the user environment's conda packages), each checked to be what
-    its file name says before it is opened, what `previous` has of the same wheels linked,
-    in `pool`'s processes (wheel_install.workers). `bytecode`: compiled once all are in."""
+    """Install exactly `wheels` into the environment of `env_python`, what `previous` has of
+    the same wheels linked, in `pool`'s processes (wheel_install.workers). Each is checked to
+    be what its file name says: before any is installed into an environment that has packages
+    of its own (the user environment's conda packages); in a `new` one, which is removed if
+    the build fails, as each is opened. `bytecode`: compiled once all are in."""
     env = wheel_install.Environment.of(env_python, ctx.scratch)
-    files = []
-    for name, artifact in wheels.wheels:
-        path = ctx.artifact(artifact)
-        check_wheel_metadata(path, name, what)
-        files.append(wheel_install.Wheel(name, path, artifact.sha256))
-    installed = wheel_install.install_wheels(env, files, what, previous, pool)
+    files = [wheel_install.Wheel(name, ctx.artifact(artifact), artifact.sha256)
+             for name, artifact in wheels.wheels]
+    if not new:
+        for wheel in files:
+            wheel_install.check_wheel_metadata(wheel.path, wheel.name, what)
+    installed = wheel_install.install_wheels(env, files, what, previous, pool, checked=not new)
     if bytecode:
         wheel_install.compile_bytecode(env, installed, ctx.scratch, what)
     return installed

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import csv
+import email.parser
 import io
 import json
 import multiprocessing
@@ -48,6 +49,7 @@ from installer.utils import (
     parse_metadata_file,
 )
 from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from tljh_lock.core.errors import IntegrityError
 from tljh_lock.core.files import link_regular
@@ -197,31 +199,65 @@ def workers() -> Iterator[Executor | None]:
         pool.shutdown(cancel_futures=True)
 
 
+def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
+    """The wheel is what its locked file name says. A lock whose hashes were edited to name
+    another genuine wheel (resealed, so every hash matches) would otherwise install that other
+    version: pip trusts the file name and does not compare it with the wheel's metadata."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_metadata(archive, file_name, what)
+    except zipfile.BadZipFile:
+        raise IntegrityError(f"{what}: {file_name} is not a wheel (zip) file") from None
+
+
+def _check_metadata(archive: zipfile.ZipFile, file_name: str, what: str) -> None:
+    name, version = parse_wheel_filename(file_name)[:2]
+    found = [n for n in archive.namelist()
+             if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+    if len(found) != 1:
+        raise IntegrityError(f"{what}: {file_name} has no single .dist-info/METADATA")
+    metadata = email.parser.BytesParser().parsebytes(archive.read(found[0]), headersonly=True)
+    meta_name, meta_version = metadata.get("Name", ""), metadata.get("Version", "")
+    try:
+        matches = canonicalize_name(meta_name) == name and Version(meta_version) == version
+    except InvalidVersion:
+        matches = False
+    if not matches:
+        raise IntegrityError(
+            f"{what}: {file_name} holds {meta_name} {meta_version}, not {name} {version}",
+            hint="the lock's hashes name another distribution's file: do not trust this lock",
+        )
+
+
 def install_wheels(env: Environment, wheels: list[Wheel], what: str,
-                   previous: Previous | None = None, pool: Executor | None = None
-                   ) -> list[Installed]:
+                   previous: Previous | None = None, pool: Executor | None = None, *,
+                   checked: bool = True) -> list[Installed]:
     """Install each wheel into `env`, replacing any distribution of the same name it has (the
     user environment holds conda's), linking what `previous` installed from the same wheel; in
-    `pool`'s processes when there are enough wheels, else in this one. The results are in
-    the order of `wheels`."""
+    `pool`'s processes when there are enough wheels, else in this one. Unless `checked`
+    (check_wheel_metadata, before), each wheel's metadata is checked as it is opened. The
+    results are in the order of `wheels`."""
     if pool is None or len(wheels) < _PARALLEL_FROM:
-        return [install_one(env, wheel, what, previous) for wheel in wheels]
+        return [install_one(env, wheel, what, previous, checked) for wheel in wheels]
     # Largest first, so that neither process is left with one big wheel at the end.
     order = sorted(range(len(wheels)), key=lambda i: wheels[i].path.stat().st_size,
                    reverse=True)
     done = pool.map(install_one, [env] * len(order), [wheels[i] for i in order],
-                    [what] * len(order), [previous] * len(order))
+                    [what] * len(order), [previous] * len(order), [checked] * len(order))
     by_index = dict(zip(order, done))
     return [by_index[i] for i in range(len(wheels))]
 
 
 def install_one(env: Environment, wheel: Wheel, what: str,
-                previous: Previous | None = None) -> Installed:
+                previous: Previous | None = None, checked: bool = True) -> Installed:
     file_name, path = wheel.name, wheel.path
     project = canonicalize_name(parse_wheel_filename(file_name)[0])
+    record = previous.records.get(wheel.sha256) if previous is not None else None
+    if not checked and record is not None:  # not opened below, unless linking fails
+        check_wheel_metadata(path, file_name, what)
+        checked = True
     uninstall(env, project)
     destination = _Destination(env.scheme_for(project), env.python)
-    record = previous.records.get(wheel.sha256) if previous is not None else None
     if previous is not None and record is not None:
         linked = _link_installed(env, previous.prefix, record, destination)
         if linked is not None:
@@ -232,6 +268,8 @@ def install_one(env: Environment, wheel: Wheel, what: str,
             # installer reads name and version from the zip's file name; the store names
             # files by hash, so give it the wheel's own name.
             archive.filename = file_name
+            if not checked:
+                _check_metadata(archive, file_name, what)
             return Installed(_unpack(WheelFile(archive), archive, destination))
     except (zipfile.BadZipFile, ValueError, InstallerError) as exc:  # about the wheel
         raise IntegrityError(f"{what}: {file_name} cannot be installed: {exc}") from None
