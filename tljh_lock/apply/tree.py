@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ class Seen:
         return {"signature": self.signature, "tree": self.tree}
 
 
+# (path relative to the root, full path, lstat)
+Entry = tuple[str, str, os.stat_result]
+
+
 def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(relative path, entry) of every file and symlink below `root`, directories entered
     (not through symlinks), __pycache__ left out. A stack, not recursion: a generator nested
@@ -53,42 +58,53 @@ def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
                     pending.append((name, entry.path))
 
 
-def _walk(root: Path) -> list[tuple[str, os.DirEntry[str], os.stat_result]]:
-    return [(rel, entry, entry.stat(follow_symlinks=False)) for rel, entry in _entries(root)]
+def walk(root: Path) -> list[Entry]:
+    return [(rel, entry.path, entry.stat(follow_symlinks=False)) for rel, entry in _entries(root)]
 
 
-def _signature(entries: list[tuple[str, os.DirEntry[str], os.stat_result]]) -> str:
+def entry(root: Path, rel: str) -> Entry:
+    """The entry of one file below `root`, as `walk` gives it."""
+    path = os.path.join(root, rel)
+    return rel, path, os.lstat(path)
+
+
+def _signature(entries: list[Entry]) -> str:
     lines = [f"{rel}\0{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n"
              for rel, _, st in entries]
     lines.sort()
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def _hash(entries: list[tuple[str, os.DirEntry[str], os.stat_result]],
-          known: Mapping[str, str]) -> str:
+def _hash(entries: list[Entry], known: Mapping[str, str]) -> str:
     lines = []
-    for rel, entry, st in entries:
-        if entry.is_symlink():
-            lines.append(f"link:{os.readlink(entry.path)}  l  {rel}\n")
+    for rel, path, st in entries:
+        if stat.S_ISLNK(st.st_mode):
+            lines.append(f"link:{os.readlink(path)}  l  {rel}\n")
         else:
             kind = "x" if st.st_mode & 0o111 else "f"
-            digest = known.get(rel) or file_sha256(Path(entry.path))
+            digest = known.get(rel) or file_sha256(Path(path))
             lines.append(f"{digest}  {kind}  {rel}\n")
     lines.sort(key=lambda line: line.rsplit("  ", 1)[1].encode())
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def directory_hash(root: Path) -> str:
-    return _hash(_walk(root), {})
+    return _hash(walk(root), {})
 
 
-def seen(root: Path, before: Seen | None, known: Mapping[str, str] | None = None) -> Seen:
-    """The tree of `root`, hashed again only when its signature is not `before`'s; `known`:
-    the sha256 (hex) of files below it, by relative path, not read again. One walk gives the
-    signature and what is hashed: a file changed while hashing changed its ctime after the
-    walk, so the next look finds another signature."""
-    entries = _walk(root)
+def seen(root: Path, before: Seen | None) -> Seen:
+    """The tree of `root`, hashed again only when its signature is not `before`'s. One walk
+    gives the signature and what is hashed: a file changed while hashing changed its ctime
+    after the walk, so the next look finds another signature."""
+    entries = walk(root)
     now = _signature(entries)
     if before is not None and before.signature == now:
         return before
-    return Seen(now, _hash(entries, known or {}))
+    return Seen(now, _hash(entries, {}))
+
+
+def seen_built(entries: list[Entry], known: Mapping[str, str]) -> Seen:
+    """The tree of a directory just built, from its `walk` (with the `entry` of each file
+    written since); `known`: the sha256 (hex) of files below it, by relative path, not read
+    again."""
+    return Seen(_signature(entries), _hash(entries, known))

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tljh_lock.apply import layout as L
 from tljh_lock.apply import steps as S
+from tljh_lock.apply import tree
 from tljh_lock.apply.actions import npm, system, tljh, unpack
 from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.observe import MARKER
 from tljh_lock.apply.state import lock_copy
-from tljh_lock.apply.tree import seen
 from tljh_lock.core.files import swap_link, write_atomic
 
 
@@ -28,7 +29,10 @@ def execute(step: S.Step, ctx: Context) -> bool:
     if isinstance(step, S.PluginsStep):
         return tljh.run_plugin_hooks(step, ctx)
     if isinstance(step, S.HubBuild):
-        _build(step, ctx, lambda path: _build_hub(step, ctx, path))
+        # The plugins' hooks are asked while the tree is walked: a second of python's
+        # imports on the other core, not after the walk on this one.
+        _build(step, ctx, lambda path: _build_hub(step, ctx, path),
+               (lambda path: tljh.check_plugins(step, ctx, path)) if step.plugins else None)
     elif isinstance(step, S.UnpackBuild):
         _build(step, ctx, lambda path: unpack.build_release(step, ctx, path))
     elif isinstance(step, S.ProxyBuild):
@@ -65,24 +69,33 @@ def _build_hub(step: S.HubBuild, ctx: Context, path: Path) -> Mapping[str, str]:
     # Imported when an environment is built: with the installer and the email parser, venv
     # costs a no-op apply's start 30 ms.
     from tljh_lock.apply.actions import venv
-    known = venv.build_hub(step, ctx, path)
-    if step.plugins:
-        tljh.check_plugins(step, ctx, path)
-    return known
+    return venv.build_hub(step, ctx, path)
 
 
 def _build(step: S.BuildStep, ctx: Context,
-           build: Callable[[Path], Mapping[str, str] | None]) -> None:
+           build: Callable[[Path], Mapping[str, str] | None],
+           check: Callable[[Path], None] | None = None) -> None:
     """Build the step's directory afresh (one left by an interrupted run goes first), and mark
-    it complete last; `build` may return the sha256 of files it knows, for the tree hash."""
+    it complete last, once `check` (of the built directory, while it is walked for its tree
+    hash) passed; `build` may return the sha256 of files it knows, for the tree hash."""
     path = ctx.layout.path(f"{L.PREFIX}/{step.directory}")
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         known = build(path)
+        if check is None:
+            entries = tree.walk(path)
+        else:
+            # a thread: the check is a subprocess to wait for (no worker process is left to
+            # fork by now)
+            with ThreadPoolExecutor(1) as thread:
+                checked = thread.submit(check, path)
+                entries = tree.walk(path)
+                checked.result()
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
     (path / MARKER).write_text(step.key)
-    ctx.trees[step.directory] = seen(path, None, known)
+    entries.append(tree.entry(path, MARKER))
+    ctx.trees[step.directory] = tree.seen_built(entries, known or {})

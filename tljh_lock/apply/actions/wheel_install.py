@@ -29,7 +29,7 @@ import os
 import shutil
 import stat
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -211,12 +211,17 @@ def check_wheel_metadata(path: Path, file_name: str, what: str) -> None:
 
 
 def _check_metadata(archive: zipfile.ZipFile, file_name: str, what: str) -> None:
-    name, version = parse_wheel_filename(file_name)[:2]
     found = [n for n in archive.namelist()
              if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
     if len(found) != 1:
         raise IntegrityError(f"{what}: {file_name} has no single .dist-info/METADATA")
-    metadata = email.parser.BytesParser().parsebytes(archive.read(found[0]), headersonly=True)
+    _check_fields(archive.read(found[0]), file_name, what)
+
+
+def _check_fields(data: bytes, file_name: str, what: str) -> None:
+    """The METADATA `data` names the distribution and version `file_name` does."""
+    name, version = parse_wheel_filename(file_name)[:2]
+    metadata = email.parser.BytesParser().parsebytes(data, headersonly=True)
     meta_name, meta_version = metadata.get("Name", ""), metadata.get("Version", "")
     try:
         matches = canonicalize_name(meta_name) == name and Version(meta_version) == version
@@ -253,9 +258,16 @@ def install_one(env: Environment, wheel: Wheel, what: str,
     file_name, path = wheel.name, wheel.path
     project = canonicalize_name(parse_wheel_filename(file_name)[0])
     record = previous.records.get(wheel.sha256) if previous is not None else None
-    if not checked and record is not None:  # not opened below, unless linking fails
-        check_wheel_metadata(path, file_name, what)
-        checked = True
+    if not checked and record is not None:
+        # The wheel is not opened unless linking fails (then it is checked below, as it is
+        # opened): the METADATA to check is the one it installed there, its own bytes (that
+        # tree is checked as built), a small file where the zip's directory of a big wheel
+        # was not.
+        try:
+            with open(os.path.join(os.path.dirname(record), "METADATA"), "rb") as fh:
+                _check_fields(fh.read(), file_name, what)
+        except OSError:
+            record = None  # not as installed there: unpacked below
     uninstall(env, project)
     destination = _Destination(env.scheme_for(project), env.python)
     if previous is not None and record is not None:
@@ -341,7 +353,9 @@ def _link_installed(env: Environment, prefix: str, record: str,
                             in parse_entrypoints(fh.read())}
     except FileNotFoundError:
         entry_points = {}
-    written: list[tuple[Scheme, RecordEntry]] = []
+    # The RECORD written: a linked file's row as it was there (the same path, hash and size),
+    # the rest as installer writes them; in installer's order and CSV dialect.
+    written: list[Sequence[str]] = []
     linked = 0
     for row in rows:
         name = row[0]
@@ -349,8 +363,8 @@ def _link_installed(env: Environment, prefix: str, record: str,
             script = entry_points.get(name[len(scripts):])
             if script is None:  # a script the wheel carries: its shebang is rewritten
                 return None
-            written.append((Scheme("scripts"), destination.write_script(name[len(scripts):],
-                                                                        *script)))
+            entry = destination.write_script(name[len(scripts):], *script)
+            written.append(entry.to_row(scripts))
             continue
         if name in (f"{dist_info}/RECORD", f"{dist_info}/INSTALLER", f"{dist_info}/REQUESTED"):
             continue  # written below, as the install writes them
@@ -364,16 +378,18 @@ def _link_installed(env: Environment, prefix: str, record: str,
         if not link_regular(there, here, int(row[2])):
             return None
         linked += 1
-        written.append((scheme, RecordEntry(name, Hash.parse(row[1]), int(row[2]))))
+        written.append(row[:3])
     for name, data in (("INSTALLER", INSTALLER), ("REQUESTED", b"")):
         with io.BytesIO(data) as stream:
-            written.append((scheme, destination.write_file(scheme, f"{dist_info}/{name}",
-                                                           stream, False)))
+            written.append(destination.write_file(scheme, f"{dist_info}/{name}", stream,
+                                                  False).to_row())
     path = f"{dist_info}/RECORD"
-    written.append((scheme, RecordEntry(path, None, None)))
-    destination.finalize_installation(scheme, path, written)
-    here_record = os.path.join(root_here, path)
-    return Installed(here_record, linked)
+    written.append((path, "", ""))
+    text = io.StringIO()
+    csv.writer(text, delimiter=",", quotechar='"', lineterminator="\n").writerows(written)
+    with io.BytesIO(text.getvalue().encode()) as stream:
+        destination.write_to_fs(scheme, path, stream, False)
+    return Installed(os.path.join(root_here, path), linked)
 
 
 def _modules(record: str, env: Environment) -> list[str]:
