@@ -267,3 +267,10 @@ def test_in_the_workers_a_wheel_is_checked_as_it_is_opened_or_linked(tmp_path: P
     after = wheel_install.Environment.of(venv(tmp_path / "after"), None)
     with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0"):
         wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, checked=False)
+    # without the METADATA it installed there, it is unpacked, and checked as it is opened
+    os.unlink(os.path.join(os.path.dirname(done.record), "METADATA"))
+    with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0"):
+        wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, checked=False)
+    [unpacked] = wheel_install.install_wheels(after, wheels_of(old), "hub", previous,
+                                              checked=False)
+    assert unpacked.linked == 0
