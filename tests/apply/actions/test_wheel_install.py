@@ -246,7 +246,7 @@ def test_a_wheel_under_another_versions_file_name_is_refused(tmp_path: Path) -> 
 
 
 def test_in_the_workers_a_wheel_is_checked_as_it_is_opened_or_linked(tmp_path: Path) -> None:
-    """checked=False (a new environment): the check comes back from a worker process as the
+    """new=True (an environment being built): the check comes back from a worker process as the
     same error, with its hint; a linked wheel is checked too."""
     fillers = [build_wheel(tmp_path / "w", f"fx-fill{i}", "1.0") for i in range(8)]
     old = build_wheel(tmp_path / "old", "fx-hub", "1.0.0")
@@ -258,7 +258,7 @@ def test_in_the_workers_a_wheel_is_checked_as_it_is_opened_or_linked(tmp_path: P
         assert pool is not None, "these tests run on two cores or more"
         with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0") as got:
             wheel_install.install_wheels(env, wheels_of(*fillers, resealed), "hub", None, pool,
-                                         checked=False)
+                                         new=True)
     assert got.value.hint and "do not trust this lock" in got.value.hint
 
     before = wheel_install.Environment.of(venv(tmp_path / "before"), None)
@@ -266,11 +266,14 @@ def test_in_the_workers_a_wheel_is_checked_as_it_is_opened_or_linked(tmp_path: P
     previous = wheel_install.Previous(before.prefix, {wheels_of(resealed)[0].sha256: done.record})
     after = wheel_install.Environment.of(venv(tmp_path / "after"), None)
     with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0"):
-        wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, checked=False)
+        wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, new=True)
     # without the METADATA it installed there, it is unpacked, and checked as it is opened
     os.unlink(os.path.join(os.path.dirname(done.record), "METADATA"))
     with pytest.raises(IntegrityError, match="holds fx-hub 1.0.0, not fx-hub 1.1.0"):
-        wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, checked=False)
+        wheel_install.install_wheels(after, wheels_of(resealed), "hub", previous, new=True)
     [unpacked] = wheel_install.install_wheels(after, wheels_of(old), "hub", previous,
-                                              checked=False)
+                                              new=True)
     assert unpacked.linked == 0
+    # a new environment's RECORD hashes come back with it, for its tree hash
+    assert unpacked.hashes and unpacked.hashes == tuple(
+        wheel_install.record_hashes(unpacked.record))

@@ -78,16 +78,17 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
 
 
 def recorded_hashes(prefix: Path, installed: list[wheel_install.Installed]) -> dict[str, str]:
-    """The sha256 (hex) that the RECORDs of `installed` give their files, by path below
-    `prefix`: installer hashed each as it wrote it, or linked it from a tree checked as
-    built. A path two RECORDs name is left out (which one's content is there is not known)."""
+    """The sha256 (hex) that the RECORDs of `installed` (in a new environment) give their
+    files, by path below `prefix`: installer hashed each as it wrote it, or linked it from a
+    tree checked as built. A path two RECORDs name is left out (which one's content is there
+    is not known)."""
     found: dict[str, str] = {}
     twice: set[str] = set()
     # a prefix cut off, not os.path.relpath: ten thousand of those took a fifth of a second
     below = os.path.abspath(prefix) + os.sep
     for dist in installed:
         root = os.path.dirname(os.path.dirname(dist.record))
-        for rel, digest in wheel_install.record_hashes(dist.record):
+        for rel, digest in dist.hashes:
             full = os.path.normpath(os.path.join(root, rel))
             if not full.startswith(below):
                 continue
@@ -157,7 +158,7 @@ def install_locked(ctx: Context, env_python: Path, wheels: WheelSet, what: str, 
     if not new:
         for wheel in files:
             wheel_install.check_wheel_metadata(wheel.path, wheel.name, what)
-    installed = wheel_install.install_wheels(env, files, what, previous, pool, checked=not new)
+    installed = wheel_install.install_wheels(env, files, what, previous, pool, new=new)
     if bytecode:
         wheel_install.compile_bytecode(env, installed, ctx.scratch, what)
     return installed

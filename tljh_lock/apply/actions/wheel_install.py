@@ -115,11 +115,12 @@ class Environment:
 
 @dataclass(frozen=True)
 class Installed:
-    """One distribution as installed: its RECORD, and how many of its files were linked from a
-    previous environment."""
+    """One distribution as installed: its RECORD, how many of its files were linked from a
+    previous environment, and in a new one (install_wheels) its RECORD's hashes."""
 
     record: str
     linked: int = 0
+    hashes: tuple[tuple[str, str], ...] = ()  # record_hashes of `record`
 
 
 @dataclass(frozen=True)
@@ -236,29 +237,38 @@ def _check_fields(data: bytes, file_name: str, what: str) -> None:
 
 def install_wheels(env: Environment, wheels: list[Wheel], what: str,
                    previous: Previous | None = None, pool: Executor | None = None, *,
-                   checked: bool = True) -> list[Installed]:
+                   new: bool = False) -> list[Installed]:
     """Install each wheel into `env`, replacing any distribution of the same name it has (the
     user environment holds conda's), linking what `previous` installed from the same wheel; in
-    `pool`'s processes when there are enough wheels, else in this one. Unless `checked`
-    (check_wheel_metadata, before), each wheel's metadata is checked as it is opened. The
-    results are in the order of `wheels`."""
+    `pool`'s processes when there are enough wheels, else in this one. In a `new` environment
+    (a directory being built, removed if the build fails) each wheel's metadata is checked as
+    it is opened (else check_wheel_metadata, before), and its RECORD's hashes come back, for
+    the tree hash, read where it was written. The results are in the order of `wheels`."""
     if pool is None or len(wheels) < _PARALLEL_FROM:
-        return [install_one(env, wheel, what, previous, checked) for wheel in wheels]
+        return [install_one(env, wheel, what, previous, new) for wheel in wheels]
     # Largest first, so that neither process is left with one big wheel at the end.
     order = sorted(range(len(wheels)), key=lambda i: wheels[i].path.stat().st_size,
                    reverse=True)
     done = pool.map(install_one, [env] * len(order), [wheels[i] for i in order],
-                    [what] * len(order), [previous] * len(order), [checked] * len(order))
+                    [what] * len(order), [previous] * len(order), [new] * len(order))
     by_index = dict(zip(order, done))
     return [by_index[i] for i in range(len(wheels))]
 
 
 def install_one(env: Environment, wheel: Wheel, what: str,
-                previous: Previous | None = None, checked: bool = True) -> Installed:
+                previous: Previous | None = None, new: bool = False) -> Installed:
+    installed = _install_one(env, wheel, what, previous, new)
+    if not new:
+        return installed
+    return Installed(installed.record, installed.linked, tuple(record_hashes(installed.record)))
+
+
+def _install_one(env: Environment, wheel: Wheel, what: str, previous: Previous | None,
+                 new: bool) -> Installed:
     file_name, path = wheel.name, wheel.path
     project = canonicalize_name(parse_wheel_filename(file_name)[0])
     record = previous.records.get(wheel.sha256) if previous is not None else None
-    if not checked and record is not None:
+    if new and record is not None:
         # The wheel is not opened unless linking fails (then it is checked below, as it is
         # opened): the METADATA to check is the one it installed there, its own bytes (that
         # tree is checked as built), a small file where the zip's directory of a big wheel
@@ -280,7 +290,7 @@ def install_one(env: Environment, wheel: Wheel, what: str,
             # installer reads name and version from the zip's file name; the store names
             # files by hash, so give it the wheel's own name.
             archive.filename = file_name
-            if not checked:
+            if new:
                 _check_metadata(archive, file_name, what)
             return Installed(_unpack(WheelFile(archive), archive, destination))
     except (zipfile.BadZipFile, ValueError, InstallerError) as exc:  # about the wheel
