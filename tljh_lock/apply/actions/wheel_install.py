@@ -270,9 +270,9 @@ def _install_one(env: Environment, wheel: Wheel, what: str, previous: Previous |
     record = previous.records.get(wheel.sha256) if previous is not None else None
     if new and record is not None:
         # The wheel is not opened unless linking fails (then it is checked below, as it is
-        # opened): the METADATA to check is the one it installed there, its own bytes (that
-        # tree is checked as built), a small file where the zip's directory of a big wheel
-        # was not.
+        # opened): the METADATA checked is the one it installed there, its own bytes (that
+        # tree is checked as built), one small file to read where a big wheel's zip
+        # directory is thousands of entries.
         try:
             with open(os.path.join(os.path.dirname(record), "METADATA"), "rb") as fh:
                 _check_fields(fh.read(), file_name, what)
