@@ -59,6 +59,7 @@ def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
 
 
 def walk(root: Path) -> list[Entry]:
+    """Every file and symlink below `root` (`_entries`), with its lstat, for `seen_built`."""
     return [(rel, entry.path, entry.stat(follow_symlinks=False)) for rel, entry in _entries(root)]
 
 
