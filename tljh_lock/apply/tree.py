@@ -14,10 +14,11 @@ read again."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
 
 
 def walk(root: Path) -> list[Entry]:
-    """Every file and symlink below `root` (`_entries`), with its lstat, for `seen_built`."""
+    """Every file and symlink below `root` (`_entries`), with its lstat, for `Built`."""
     return [(rel, entry.path, entry.stat(follow_symlinks=False)) for rel, entry in _entries(root)]
 
 
@@ -69,24 +70,37 @@ def entry(root: Path, rel: str) -> Entry:
     return rel, path, os.lstat(path)
 
 
+def _signature_line(entry: Entry) -> str:
+    rel, _, st = entry
+    return f"{rel}\0{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n"
+
+
+def _hash_line(entry: Entry, known: Mapping[str, str]) -> tuple[str, str]:
+    """(path, line), for lines sorted by path: a str's order is its UTF-8 bytes' order, the
+    one trees were hashed in before."""
+    rel, path, st = entry
+    if stat.S_ISLNK(st.st_mode):
+        return rel, f"link:{os.readlink(path)}  l  {rel}\n"
+    kind = "x" if st.st_mode & 0o111 else "f"
+    return rel, f"{known.get(rel) or file_sha256(Path(path))}  {kind}  {rel}\n"
+
+
+def _digest(lines: Iterable[str]) -> str:
+    # surrogateescape: a name that is not UTF-8 (os.scandir keeps its bytes so) is hashed as
+    # its bytes, not refused
+    return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def _signature(entries: list[Entry]) -> str:
-    lines = [f"{rel}\0{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n"
-             for rel, _, st in entries]
-    lines.sort()
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return _digest(sorted(map(_signature_line, entries)))
+
+
+def _tree(hash_lines: list[tuple[str, str]]) -> str:
+    return "sha256:" + _digest(line for _, line in hash_lines)
 
 
 def _hash(entries: list[Entry], known: Mapping[str, str]) -> str:
-    lines = []
-    for rel, path, st in entries:
-        if stat.S_ISLNK(st.st_mode):
-            lines.append(f"link:{os.readlink(path)}  l  {rel}\n")
-        else:
-            kind = "x" if st.st_mode & 0o111 else "f"
-            digest = known.get(rel) or file_sha256(Path(path))
-            lines.append(f"{digest}  {kind}  {rel}\n")
-    lines.sort(key=lambda line: line.rsplit("  ", 1)[1].encode())
-    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+    return _tree(sorted(_hash_line(entry, known) for entry in entries))
 
 
 def directory_hash(root: Path) -> str:
@@ -104,8 +118,18 @@ def seen(root: Path, before: Seen | None) -> Seen:
     return Seen(now, _hash(entries, {}))
 
 
-def seen_built(entries: list[Entry], known: Mapping[str, str]) -> Seen:
-    """The tree of a directory just built, from its `walk` (with the `entry` of each file
-    written since); `known`: the sha256 (hex) of files below it, by relative path, not read
-    again."""
-    return Seen(_signature(entries), _hash(entries, known))
+class Built:
+    """The tree of a directory just built, from its `walk`, made ready while it is being
+    finished (a build's check runs meanwhile), with the `add`ed entry of each file written
+    since; `known`: the sha256 (hex) of files below it, by relative path, not read again."""
+
+    def __init__(self, entries: list[Entry], known: Mapping[str, str]) -> None:
+        self._signature = sorted(map(_signature_line, entries))
+        self._hash = sorted(_hash_line(entry, known) for entry in entries)
+
+    def add(self, entry: Entry) -> None:
+        bisect.insort(self._signature, _signature_line(entry))
+        bisect.insort(self._hash, _hash_line(entry, {}))
+
+    def seen(self) -> Seen:
+        return Seen(_digest(self._signature), _tree(self._hash))

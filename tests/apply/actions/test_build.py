@@ -4,6 +4,7 @@ while the check ran, is the one a later look computes from scratch."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tljh_lock.apply.actions.context import Context
 from tljh_lock.apply.layout import Layout
 from tljh_lock.apply.observe import MARKER
 from tljh_lock.apply.steps import BuildStep
-from tljh_lock.apply.tree import seen
+from tljh_lock.apply.tree import directory_hash, seen
 from tljh_lock.core.errors import InputError
 
 STEP = BuildStep(id="thing", summary="", key="the-key", done=False, directory="thing.1")
@@ -63,3 +64,17 @@ def test_an_unchecked_build_is_marked(tmp_path: Path) -> None:
     built = tmp_path / "opt/tljh/thing.1"
     assert (built / MARKER).read_text() == "the-key"
     assert ctx.trees["thing.1"] == seen(built, None)
+
+
+def test_a_name_that_is_not_utf8_is_hashed_as_its_bytes(tmp_path: Path) -> None:
+    ctx = Context(Layout(tmp_path), None, lambda line: None)
+
+    def fill(path: Path) -> None:
+        _fill(path)
+        (path / os.fsdecode(b"caf\xe9")).write_bytes(b"latin-1 named\n")
+
+    _build(STEP, ctx, fill)
+    built = tmp_path / "opt/tljh/thing.1"
+    assert ctx.trees["thing.1"] == seen(built, None)
+    os.rename(built / os.fsdecode(b"caf\xe9"), built / os.fsdecode(b"caf\xe8"))
+    assert directory_hash(built) != ctx.trees["thing.1"].tree

@@ -76,8 +76,8 @@ def _build(step: S.BuildStep, ctx: Context,
            build: Callable[[Path], Mapping[str, str] | None],
            check: Callable[[Path], None] | None = None) -> None:
     """Build the step's directory afresh (one left by an interrupted run goes first), and mark
-    it complete last, once `check` (of the built directory, while it is walked for its tree
-    hash) passed; `build` may return the sha256 of files it knows, for the tree hash."""
+    it complete last, once `check` (of the built directory, while it is walked and hashed)
+    passed; `build` may return the sha256 of files it knows, for the tree hash."""
     path = ctx.layout.path(f"{L.PREFIX}/{step.directory}")
     if path.exists():
         shutil.rmtree(path)
@@ -85,17 +85,17 @@ def _build(step: S.BuildStep, ctx: Context,
     try:
         known = build(path)
         if check is None:
-            entries = tree.walk(path)
+            built = tree.Built(tree.walk(path), known or {})
         else:
             # a thread: the check is a subprocess to wait for (no worker process is left to
             # fork by now)
             with ThreadPoolExecutor(1) as thread:
                 checked = thread.submit(check, path)
-                entries = tree.walk(path)
+                built = tree.Built(tree.walk(path), known or {})
                 checked.result()
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
     (path / MARKER).write_text(step.key)
-    entries.append(tree.entry(path, MARKER))
-    ctx.trees[step.directory] = tree.seen_built(entries, known or {})
+    built.add(tree.entry(path, MARKER))
+    ctx.trees[step.directory] = built.seen()
