@@ -274,6 +274,9 @@ def test_in_the_workers_a_wheel_is_checked_as_it_is_opened_or_linked(tmp_path: P
     [unpacked] = wheel_install.install_wheels(after, wheels_of(old), "hub", previous,
                                               new=True)
     assert unpacked.linked == 0
-    # a new environment's RECORD hashes come back with it, for its tree hash
+    # a new environment's RECORD hashes come back with it, by path below it, for its tree hash
+    site = os.path.dirname(os.path.dirname(unpacked.record))
     assert unpacked.hashes and unpacked.hashes == tuple(
-        wheel_install.record_hashes(unpacked.record))
+        (os.path.relpath(os.path.join(site, rel), after.prefix), digest)
+        for rel, digest in wheel_install.record_hashes(unpacked.record))
+    assert all(os.path.isfile(os.path.join(after.prefix, path)) for path, _ in unpacked.hashes)

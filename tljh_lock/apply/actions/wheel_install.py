@@ -120,7 +120,8 @@ class Installed:
 
     record: str
     linked: int = 0
-    hashes: tuple[tuple[str, str], ...] = ()  # record_hashes of `record`
+    # (path below the environment's prefix, sha256 in hex) of each file `record` hashes there
+    hashes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def workers() -> Iterator[Executor | None]:
     """Two worker processes, where there are two cores (None on one), for a build to share
     between its wheels and its other work (traefik's binary); after a failure they take no
     more. fork: the zipapp's modules are already imported (a spawned child could not import
-    them from a zip that is the __main__), and nothing in apply runs threads."""
+    them from a zip that is the __main__), and no thread of apply's runs while they fork."""
     if (os.cpu_count() or 1) < 2:
         yield None
         return
@@ -222,7 +223,10 @@ def _check_metadata(archive: zipfile.ZipFile, file_name: str, what: str) -> None
 def _check_fields(data: bytes, file_name: str, what: str) -> None:
     """The METADATA `data` names the distribution and version `file_name` does."""
     name, version = parse_wheel_filename(file_name)[:2]
-    metadata = email.parser.BytesParser().parsebytes(data, headersonly=True)
+    # The headers end at the first empty line: the description after it (most of a big
+    # METADATA) is not fed to the parser, which took a millisecond a wheel reading it all.
+    metadata = email.parser.BytesParser().parsebytes(data.split(b"\n\n", 1)[0],
+                                                     headersonly=True)
     meta_name, meta_version = metadata.get("Name", ""), metadata.get("Version", "")
     try:
         matches = canonicalize_name(meta_name) == name and Version(meta_version) == version
@@ -243,7 +247,8 @@ def install_wheels(env: Environment, wheels: list[Wheel], what: str,
     `pool`'s processes when there are enough wheels, else in this one. In a `new` environment
     (a directory being built, removed if the build fails) each wheel's metadata is checked as
     it is opened (else check_wheel_metadata, before), and its RECORD's hashes come back, for
-    the tree hash, read where it was written. The results are in the order of `wheels`."""
+    the tree hash, read and placed where it was written. The results are in the order of
+    `wheels`."""
     if pool is None or len(wheels) < _PARALLEL_FROM:
         return [install_one(env, wheel, what, previous, new) for wheel in wheels]
     # Largest first, so that neither process is left with one big wheel at the end.
@@ -260,7 +265,19 @@ def install_one(env: Environment, wheel: Wheel, what: str,
     installed = _install_one(env, wheel, what, previous, new)
     if not new:
         return installed
-    return Installed(installed.record, installed.linked, tuple(record_hashes(installed.record)))
+    return Installed(installed.record, installed.linked,
+                     tuple(_hashes_below(env.prefix, installed.record)))
+
+
+def _hashes_below(prefix: str, record: str) -> Iterator[tuple[str, str]]:
+    """record_hashes of `record`, by path below `prefix`; what is not below it left out."""
+    # a prefix cut off, not os.path.relpath: ten thousand of those took a fifth of a second
+    below = os.path.abspath(prefix) + os.sep
+    root = os.path.dirname(os.path.dirname(record))  # the directory of its .dist-info
+    for rel, digest in record_hashes(record):
+        full = os.path.normpath(os.path.join(root, rel))
+        if full.startswith(below):
+            yield full[len(below):], digest
 
 
 def _install_one(env: Environment, wheel: Wheel, what: str, previous: Previous | None,
@@ -278,7 +295,8 @@ def _install_one(env: Environment, wheel: Wheel, what: str, previous: Previous |
                 _check_fields(fh.read(), file_name, what)
         except OSError:
             record = None  # not as installed there: unpacked below
-    uninstall(env, project)
+    if not new:  # a new environment has nothing installed yet
+        uninstall(env, project)
     destination = _Destination(env.scheme_for(project), env.python)
     if previous is not None and record is not None:
         linked = _link_installed(env, previous.prefix, record, destination)
