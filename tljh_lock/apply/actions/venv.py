@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tarfile
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tljh_lock.apply import layout as L
@@ -34,11 +34,15 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
     without reading them again (by path below it), for its tree hash."""
     assert step.wheels is not None
     ctx.log(f"creating the hub environment {path} with {step.python}")
-    # Debian's python3 without python3-venv has no ensurepip; pip comes from the lock instead.
-    run([step.python, "-m", "venv", "--without-pip", path], what=f"creating the venv {path}",
-        tmpdir=ctx.scratch)
-    for _, artifact in step.wheels.wheels:
-        ctx.artifact(artifact)  # verify everything before installing anything
+    # A thread: the venv is a subprocess to wait for, while this one checks the artifacts
+    # (joined before the workers fork: nothing else in apply runs threads then).
+    with ThreadPoolExecutor(1) as thread:
+        # Debian's python3 without python3-venv has no ensurepip; pip comes from the lock.
+        made = thread.submit(run, [step.python, "-m", "venv", "--without-pip", path],
+                             what=f"creating the venv {path}", tmpdir=ctx.scratch)
+        for _, artifact in step.wheels.wheels:
+            ctx.artifact(artifact)  # verify everything before installing anything
+        made.result()
     previous, before = _built_from(ctx.layout.path(f"{L.PREFIX}/{step.reuse_from}")
                                    if step.reuse_from else None)
     built_from: dict[str, object] = {}
@@ -70,29 +74,22 @@ def build_hub(step: HubBuild, ctx: Context, path: Path) -> dict[str, str]:
         linked = [dist for dist in installed if dist.linked]
         ctx.log(f"{len(linked)} of {len(installed)} distributions linked from "
                 f"{step.reuse_from}, unchanged")
-    known = recorded_hashes(path, installed)
+    known = recorded_hashes(installed)
     if digest is not None:
         built_from["traefik-binary"] = known["bin/traefik"] = digest
     (path / BUILT_FROM).write_text(json.dumps(built_from, indent=1, sort_keys=True) + "\n")
     return known
 
 
-def recorded_hashes(prefix: Path, installed: list[wheel_install.Installed]) -> dict[str, str]:
+def recorded_hashes(installed: list[wheel_install.Installed]) -> dict[str, str]:
     """The sha256 (hex) that the RECORDs of `installed` (in a new environment) give their
-    files, by path below `prefix`: installer hashed each as it wrote it, or linked it from a
+    files, by path below its prefix: installer hashed each as it wrote it, or linked it from a
     tree checked as built. A path two RECORDs name is left out (which one's content is there
     is not known)."""
     found: dict[str, str] = {}
     twice: set[str] = set()
-    # a prefix cut off, not os.path.relpath: ten thousand of those took a fifth of a second
-    below = os.path.abspath(prefix) + os.sep
     for dist in installed:
-        root = os.path.dirname(os.path.dirname(dist.record))
-        for rel, digest in dist.hashes:
-            full = os.path.normpath(os.path.join(root, rel))
-            if not full.startswith(below):
-                continue
-            path = full[len(below):]
+        for path, digest in dist.hashes:
             if path in found:
                 twice.add(path)
             found[path] = digest
