@@ -76,8 +76,7 @@ def _signature_line(entry: Entry) -> str:
 
 
 def _hash_line(entry: Entry, known: Mapping[str, str]) -> tuple[str, str]:
-    """(path, line), for lines sorted by path: a str's order is its UTF-8 bytes' order, the
-    one trees were hashed in before."""
+    """(path, line), for lines sorted by path (a str's order is its UTF-8 bytes')."""
     rel, path, st = entry
     if stat.S_ISLNK(st.st_mode):
         return rel, f"link:{os.readlink(path)}  l  {rel}\n"
