@@ -98,12 +98,12 @@ def _tree(hash_lines: list[tuple[str, str]]) -> str:
     return "sha256:" + _digest(line for _, line in hash_lines)
 
 
-def _hash(entries: list[Entry], known: Mapping[str, str]) -> str:
-    return _tree(sorted(_hash_line(entry, known) for entry in entries))
+def _hash(entries: list[Entry]) -> str:
+    return _tree(sorted(_hash_line(entry, {}) for entry in entries))
 
 
 def directory_hash(root: Path) -> str:
-    return _hash(walk(root), {})
+    return _hash(walk(root))
 
 
 def seen(root: Path, before: Seen | None) -> Seen:
@@ -114,7 +114,7 @@ def seen(root: Path, before: Seen | None) -> Seen:
     now = _signature(entries)
     if before is not None and before.signature == now:
         return before
-    return Seen(now, _hash(entries, {}))
+    return Seen(now, _hash(entries))
 
 
 class Built:
